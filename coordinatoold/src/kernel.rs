@@ -1,0 +1,293 @@
+//! The Lustre side, on one dedicated OS thread.
+//!
+//! The thread registers as the copytool of the mount (non-blocking receive
+//! pipe), then loops: receive a HAL, decode it, hand it to the driver and wait
+//! until the driver has persisted it (back-pressure: the next HAL is read only
+//! then). While nothing is pending it waits on its command channel with a
+//! short timeout, so reports to Lustre (`action_begin(is_error)` +
+//! `action_end(errval)`) are made from the same thread that owns the
+//! registration. `ESHUTDOWN` (the kernel tore the session down) stops intake;
+//! the thread then tries to register again every few seconds. On
+//! [`KernelCmd::Stop`] it unregisters and ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::Duration;
+
+use lustre_bindings::action::flags::HP_FLAG_COMPLETED;
+use lustre_bindings::llapi::{Copytool, Llapi};
+use lustre_bindings::{ActionItem, ActionList};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::DriverCmd;
+use crate::scheduler::LustreReport;
+
+/// How long the thread waits for a command when Lustre has nothing.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How often registration is retried after `ESHUTDOWN`.
+const REREGISTER_EVERY: Duration = Duration::from_secs(5);
+/// `ESHUTDOWN`.
+const ESHUTDOWN: i32 = 108;
+
+/// Commands to the kernel thread.
+#[derive(Debug)]
+pub enum KernelCmd {
+    /// Report an item to Lustre as failed with this errno.
+    Report(LustreReport),
+    /// Unregister and end.
+    Stop,
+}
+
+/// Errors starting the Lustre side.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The library could not be loaded.
+    #[error("{0}")]
+    Load(#[from] lustre_bindings::llapi::LlapiError),
+    /// The mount point is not a Lustre filesystem.
+    #[error("cannot find the Lustre filesystem of {mount}: {source}")]
+    Fsname {
+        /// The mount point.
+        mount: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Registration failed.
+    #[error("cannot register as copytool on {mount}: {source}")]
+    Register {
+        /// The mount point.
+        mount: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread could not be started.
+    #[error("cannot start the kernel thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// The running Lustre side.
+#[derive(Debug)]
+pub struct Kernel {
+    /// The filesystem name of the mount.
+    pub fsname: String,
+    thread: std::thread::JoinHandle<()>,
+    tx: Sender<KernelCmd>,
+}
+
+/// Loads the library and finds the filesystem name of `mount`.
+pub fn load(lib: Option<&Path>, mount: &Path) -> Result<(Arc<Llapi>, String), KernelError> {
+    let llapi = Llapi::load(lib)?;
+    let fsname = llapi
+        .search_fsname(mount)
+        .map_err(|source| KernelError::Fsname {
+            mount: mount.to_path_buf(),
+            source,
+        })?;
+    Ok((llapi, fsname))
+}
+
+impl Kernel {
+    /// Registers on `mount` and starts the thread. Commands arrive on `rx`
+    /// (whose sender `tx` the driver also holds); HALs go to `driver`.
+    pub fn start(
+        llapi: Arc<Llapi>,
+        fsname: String,
+        mount: &Path,
+        archives: &[u32],
+        tx: Sender<KernelCmd>,
+        rx: Receiver<KernelCmd>,
+        driver: mpsc::Sender<DriverCmd>,
+    ) -> Result<Kernel, KernelError> {
+        let ct = llapi
+            .copytool_register(mount, archives, true)
+            .map_err(|source| KernelError::Register {
+                mount: mount.to_path_buf(),
+                source,
+            })?;
+        tracing::info!(mount = %mount.display(), fsname = %fsname, archives = ?archives,
+            library = llapi.path(), "registered as copytool");
+        let mut th = Thread {
+            llapi,
+            ct: Some(ct),
+            mount: mount.to_path_buf(),
+            archives: archives.to_vec(),
+            fsname: fsname.clone(),
+            rx,
+            driver,
+        };
+        let thread = std::thread::Builder::new()
+            .name("lustre".into())
+            .spawn(move || th.run())
+            .map_err(KernelError::Spawn)?;
+        Ok(Kernel { fsname, thread, tx })
+    }
+
+    /// Asks the thread to unregister and waits for it.
+    pub fn stop(self) {
+        let _ = self.tx.send(KernelCmd::Stop);
+        if self.thread.join().is_err() {
+            tracing::error!("the Lustre thread panicked");
+        }
+    }
+}
+
+struct Thread {
+    llapi: Arc<Llapi>,
+    ct: Option<Copytool>,
+    mount: PathBuf,
+    archives: Vec<u32>,
+    fsname: String,
+    rx: Receiver<KernelCmd>,
+    driver: mpsc::Sender<DriverCmd>,
+}
+
+enum Flow {
+    Go,
+    Stop,
+}
+
+impl Thread {
+    fn run(&mut self) {
+        loop {
+            if let Flow::Stop = self.drain_commands() {
+                break;
+            }
+            let Some(ct) = self.ct.as_ref() else {
+                if let Flow::Stop = self.wait(REREGISTER_EVERY) {
+                    break;
+                }
+                self.reregister();
+                continue;
+            };
+            match ct.recv_shared() {
+                Ok(bytes) => {
+                    if let Flow::Stop = self.handle_hal(&bytes) {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Flow::Stop = self.wait(IDLE_WAIT) {
+                        break;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(ESHUTDOWN) => {
+                    tracing::error!(error = %e, "Lustre shut the copytool session down; intake stopped, will re-register");
+                    if let Some(ct) = self.ct.take() {
+                        let _ = ct.unregister();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "llapi_hsm_copytool_recv failed");
+                    if let Flow::Stop = self.wait(Duration::from_millis(200)) {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(ct) = self.ct.take() {
+            match ct.unregister() {
+                Ok(()) => tracing::info!("copytool unregistered"),
+                Err(e) => tracing::warn!(error = %e, "copytool unregister failed"),
+            }
+        }
+    }
+
+    fn reregister(&mut self) {
+        match self
+            .llapi
+            .copytool_register(&self.mount, &self.archives, true)
+        {
+            Ok(ct) => {
+                tracing::info!("registered as copytool again");
+                self.ct = Some(ct);
+            }
+            Err(e) => tracing::warn!(error = %e, "copytool registration failed; will retry"),
+        }
+    }
+
+    fn handle_cmd(&mut self, cmd: KernelCmd) -> Flow {
+        match cmd {
+            KernelCmd::Stop => Flow::Stop,
+            KernelCmd::Report(r) => {
+                self.report(r);
+                Flow::Go
+            }
+        }
+    }
+
+    fn drain_commands(&mut self) -> Flow {
+        loop {
+            match self.rx.try_recv() {
+                Ok(cmd) => {
+                    if let Flow::Stop = self.handle_cmd(cmd) {
+                        return Flow::Stop;
+                    }
+                }
+                Err(TryRecvError::Empty) => return Flow::Go,
+                Err(TryRecvError::Disconnected) => return Flow::Stop,
+            }
+        }
+    }
+
+    fn wait(&mut self, d: Duration) -> Flow {
+        match self.rx.recv_timeout(d) {
+            Ok(cmd) => self.handle_cmd(cmd),
+            Err(RecvTimeoutError::Timeout) => Flow::Go,
+            Err(RecvTimeoutError::Disconnected) => Flow::Stop,
+        }
+    }
+
+    fn report(&mut self, r: LustreReport) {
+        let item: ActionItem = r.item.into();
+        let Some(ct) = self.ct.as_ref() else {
+            tracing::warn!(cookie = item.cookie, fid = %item.fid, errval = r.errval,
+                "not registered: cannot report to Lustre");
+            return;
+        };
+        let res = ct
+            .action_begin(&item, -1, 0, true)
+            .and_then(|ca| ca.end(item.extent, HP_FLAG_COMPLETED, r.errval));
+        match res {
+            Ok(()) => tracing::debug!(cookie = item.cookie, fid = %item.fid, action = %item.action,
+                errval = r.errval, "reported to Lustre"),
+            Err(e) => tracing::warn!(cookie = item.cookie, fid = %item.fid, action = %item.action,
+                errval = r.errval, error = %e, "reporting to Lustre failed"),
+        }
+    }
+
+    fn handle_hal(&mut self, bytes: &[u8]) -> Flow {
+        let hal = match ActionList::decode(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, len = bytes.len(), "undecodable HAL from Lustre dropped");
+                return Flow::Go;
+            }
+        };
+        if hal.fsname != self.fsname {
+            tracing::error!(hal_fsname = %hal.fsname, fsname = %self.fsname,
+                "HAL for another filesystem; accepted anyway");
+        }
+        tracing::debug!(
+            items = hal.items.len(),
+            archive_id = hal.archive_id,
+            flags = hal.flags,
+            "HAL received"
+        );
+        let (ack, done) = oneshot::channel();
+        if self
+            .driver
+            .blocking_send(DriverCmd::Hal { hal, ack })
+            .is_err()
+        {
+            return Flow::Stop;
+        }
+        // Back-pressure: the next HAL is read once this one is persisted.
+        match done.blocking_recv() {
+            Ok(()) => Flow::Go,
+            Err(_) => Flow::Stop,
+        }
+    }
+}

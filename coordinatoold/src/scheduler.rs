@@ -1,0 +1,1682 @@
+//! The pure scheduler: every request the daemon holds, every agent, the
+//! queues, and the hand-out policy. No I/O, no clock reads, no tokio: the
+//! current time (`now`, milliseconds since the Unix epoch) is passed in.
+//!
+//! Every state change is reported through an outbox the driver drains after
+//! each call ([`Scheduler::take_effects`]): the keys whose stored record
+//! changed ([`Effects::dirty`], to write or delete in one store batch), the
+//! batches to send to agents, and the reports to make to Lustre. The driver
+//! persists first and only then sends, so an assignment is durable before an
+//! agent sees it.
+//!
+//! # Queues
+//! Waiting requests sit in FIFO queues keyed by (action, archive id, flags),
+//! so a `recv` only looks at the heads of a few queues, never at every
+//! waiting request. Removing a waiting request (cancel, `done`) leaves a stale
+//! entry in its queue that is skipped (and dropped) when it reaches the head:
+//! every enqueue gets a fresh sequence number and an entry is live only if the
+//! request still waits with that number.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use coordinatool_protocol::{
+    ActionCounts, AgentInfo, Batch, RequestInfo, RequestState, WireFid, WireItem,
+};
+use lustre_bindings::HsmAction;
+use lustre_bindings::hal::{HAI_HEADER_LEN, HAL_MAXSIZE, align8, header_len};
+use serde::{Deserialize, Serialize};
+
+/// The three action types the scheduler queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// ARCHIVE.
+    Archive = 0,
+    /// RESTORE.
+    Restore = 1,
+    /// REMOVE.
+    Remove = 2,
+}
+
+impl Kind {
+    /// All kinds, in the index order of the protocol's `[archive, restore, remove]` arrays.
+    pub const ALL: [Kind; 3] = [Kind::Archive, Kind::Restore, Kind::Remove];
+    /// The default hand-out order: restores unblock users waiting on a read.
+    pub const DEFAULT_ORDER: [Kind; 3] = [Kind::Restore, Kind::Remove, Kind::Archive];
+
+    /// From a `hai_action` value.
+    pub fn from_action(action: u32) -> Option<Kind> {
+        match HsmAction::from_u32(action) {
+            HsmAction::Archive => Some(Kind::Archive),
+            HsmAction::Restore => Some(Kind::Restore),
+            HsmAction::Remove => Some(Kind::Remove),
+            _ => None,
+        }
+    }
+
+    /// Index in the protocol arrays.
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+
+    /// Upper-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Archive => "ARCHIVE",
+            Kind::Restore => "RESTORE",
+            Kind::Remove => "REMOVE",
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Kind, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "archive" => Ok(Kind::Archive),
+            "restore" => Ok(Kind::Restore),
+            "remove" => Ok(Kind::Remove),
+            other => Err(format!(
+                "unknown action {other:?} (expected archive, restore or remove)"
+            )),
+        }
+    }
+}
+
+/// Identity of a request: cookies are unique per MDT only, so the dfid joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReqKey {
+    /// `hai_cookie`.
+    pub cookie: u64,
+    /// `hai_dfid`.
+    pub dfid: WireFid,
+}
+
+impl ReqKey {
+    /// The key of an item.
+    pub fn of(item: &WireItem) -> ReqKey {
+        ReqKey {
+            cookie: item.cookie,
+            dfid: item.dfid,
+        }
+    }
+}
+
+impl std::fmt::Display for ReqKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}/{}", self.cookie, self.dfid)
+    }
+}
+
+/// One request as held in memory and in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The item, data included.
+    pub item: WireItem,
+    /// `hal_archive_id` of the HAL it came in.
+    pub archive_id: u32,
+    /// `hal_flags` of the HAL it came in.
+    pub flags: u64,
+    /// When the daemon first received it (ms since the epoch).
+    pub received_at_ms: u64,
+    /// The agent it is assigned to, if any.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Lustre asked to cancel it while it was running.
+    #[serde(default)]
+    pub cancel_pending: bool,
+}
+
+impl Record {
+    /// Its key.
+    pub fn key(&self) -> ReqKey {
+        ReqKey::of(&self.item)
+    }
+}
+
+/// Bytes an item takes in a HAL.
+pub fn item_hal_len(item: &WireItem) -> usize {
+    align8(HAI_HEADER_LEN + item.data.len())
+}
+
+/// Scheduler errors (answered to the peer with the errno).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedError {
+    /// Another connection uses this agent id.
+    #[error("agent id {id:?} is already used by another connection")]
+    AgentIdInUse {
+        /// The id.
+        id: String,
+    },
+    /// The agent has no connection (a `recv` from an unknown connection).
+    #[error("agent {id:?} is not connected")]
+    NotConnected {
+        /// The id.
+        id: String,
+    },
+    /// A `recv` is already outstanding for this agent.
+    #[error("agent {id:?} already has a recv outstanding")]
+    RecvPending {
+        /// The id.
+        id: String,
+    },
+}
+
+impl SchedError {
+    /// The errno to answer with.
+    pub fn errno(&self) -> i32 {
+        match self {
+            SchedError::AgentIdInUse { .. } => libc_errno::EEXIST,
+            SchedError::NotConnected { .. } => libc_errno::ENOTCONN,
+            SchedError::RecvPending { .. } => libc_errno::EINVAL,
+        }
+    }
+}
+
+/// The errno values the daemon answers with (Linux numbering), spelt out so
+/// this crate needs no libc.
+pub mod libc_errno {
+    /// ENOENT.
+    pub const ENOENT: i32 = 2;
+    /// E2BIG.
+    pub const E2BIG: i32 = 7;
+    /// EEXIST.
+    pub const EEXIST: i32 = 17;
+    /// EINVAL.
+    pub const EINVAL: i32 = 22;
+    /// EPERM.
+    pub const EPERM: i32 = 1;
+    /// EPROTO.
+    pub const EPROTO: i32 = 71;
+    /// ENOTCONN.
+    pub const ENOTCONN: i32 = 107;
+    /// ESHUTDOWN.
+    pub const ESHUTDOWN: i32 = 108;
+    /// ECANCELED.
+    pub const ECANCELED: i32 = 125;
+    /// EIO.
+    pub const EIO: i32 = 5;
+}
+
+/// Something to report to Lustre for an item: `action_begin(is_error)` then
+/// `action_end(errval)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LustreReport {
+    /// The item (its cookie and fids identify the request).
+    pub item: WireItem,
+    /// Positive errno.
+    pub errval: i32,
+}
+
+/// A batch to send to the agent whose `recv` carried `token`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The token of the `recv`.
+    pub token: u64,
+    /// The agent.
+    pub agent: String,
+    /// The batch (empty when the `recv`'s wait ran out).
+    pub batch: Batch,
+}
+
+/// What the driver must do after a scheduler call.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Keys whose stored record must be rewritten (if the request still
+    /// exists) or deleted (if it does not).
+    pub dirty: Vec<ReqKey>,
+    /// Whether some dirty key is a new or updated record (not only deletions).
+    pub wrote: bool,
+    /// Batches for waiting agents (after the store is flushed).
+    pub deliveries: Vec<Delivery>,
+    /// Reports to Lustre.
+    pub reports: Vec<LustreReport>,
+}
+
+impl Effects {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.dirty.is_empty() && self.deliveries.is_empty() && self.reports.is_empty()
+    }
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedConfig {
+    /// Filesystem name put in every batch.
+    pub fsname: String,
+    /// Hand-out order of the action types.
+    pub order: [Kind; 3],
+    /// How long a disconnected agent keeps its requests.
+    pub grace_ms: u64,
+    /// Server-side cap on one batch's encoded HAL size.
+    pub max_hal_bytes: u32,
+}
+
+/// The limits of a `recv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvSpec {
+    /// Per kind (archive, restore, remove); `None` is unlimited.
+    pub limits: [Option<u32>; 3],
+    /// Byte budget of the batch, as an encoded HAL.
+    pub max_bytes: u32,
+    /// Answer with an empty batch at this time (ms since epoch), if set.
+    pub deadline: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Waiting {
+    token: u64,
+    spec: RecvSpec,
+}
+
+#[derive(Debug, Clone)]
+struct Cancel {
+    item: WireItem,
+    archive_id: u32,
+    flags: u64,
+}
+
+#[derive(Debug)]
+struct Agent {
+    connected: bool,
+    peer: Option<String>,
+    archive_ids: Vec<u32>,
+    running: HashSet<ReqKey>,
+    running_counts: [u64; 3],
+    done_counts: [u64; 3],
+    limits: [Option<u32>; 3],
+    max_bytes: u32,
+    waiting: Option<Waiting>,
+    disconnected_at: Option<u64>,
+    last_served: u64,
+    cancels: VecDeque<Cancel>,
+}
+
+impl Agent {
+    fn new(now: u64, connected: bool) -> Agent {
+        Agent {
+            connected,
+            peer: None,
+            archive_ids: Vec::new(),
+            running: HashSet::new(),
+            running_counts: [0; 3],
+            done_counts: [0; 3],
+            limits: [None; 3],
+            max_bytes: 0,
+            waiting: None,
+            disconnected_at: if connected { None } else { Some(now) },
+            last_served: 0,
+            cancels: VecDeque::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    rec: Record,
+    kind: Kind,
+    /// `Some(seq)` while waiting in a queue.
+    wait_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct QueueKey {
+    kind: Kind,
+    archive_id: u32,
+    flags: u64,
+}
+
+/// What happened to an item offered by Lustre, `queue` or replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// A new request.
+    Added,
+    /// Already known (same cookie and dfid).
+    Duplicate,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The request was waiting: removed and reported to Lustre as canceled.
+    Canceled,
+    /// The request is running: the cancel goes to its agent.
+    Forwarded,
+    /// No such request.
+    Unknown,
+}
+
+/// Answer to a (re)connecting agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connected {
+    /// Announced running requests that stay with the agent.
+    pub kept: u32,
+    /// Requests it held that it did not announce, now requeued.
+    pub requeued: u32,
+}
+
+/// The scheduler.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: SchedConfig,
+    requests: HashMap<ReqKey, Entry>,
+    queues: BTreeMap<QueueKey, VecDeque<(u64, ReqKey)>>,
+    waiting_counts: [u64; 3],
+    done: [u64; 3],
+    failed: [u64; 3],
+    canceled: [u64; 3],
+    agents: HashMap<String, Agent>,
+    next_seq: u64,
+    serve_clock: u64,
+    locked: bool,
+    effects: Effects,
+    dirty_set: HashSet<ReqKey>,
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new(cfg: SchedConfig) -> Scheduler {
+        Scheduler {
+            cfg,
+            requests: HashMap::new(),
+            queues: BTreeMap::new(),
+            waiting_counts: [0; 3],
+            done: [0; 3],
+            failed: [0; 3],
+            canceled: [0; 3],
+            agents: HashMap::new(),
+            next_seq: 0,
+            serve_clock: 0,
+            locked: false,
+            effects: Effects::default(),
+            dirty_set: HashSet::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SchedConfig {
+        &self.cfg
+    }
+
+    /// Takes what the driver must do.
+    pub fn take_effects(&mut self) -> Effects {
+        self.dirty_set.clear();
+        std::mem::take(&mut self.effects)
+    }
+
+    fn mark(&mut self, key: ReqKey, wrote: bool) {
+        if self.dirty_set.insert(key) {
+            self.effects.dirty.push(key);
+        }
+        self.effects.wrote |= wrote;
+    }
+
+    /// The record of a request.
+    pub fn record(&self, key: &ReqKey) -> Option<&Record> {
+        self.requests.get(key).map(|e| &e.rec)
+    }
+
+    /// Number of requests held (waiting or running).
+    pub fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether no request is held.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// Waiting requests per kind (archive, restore, remove).
+    pub fn waiting_counts(&self) -> [u64; 3] {
+        self.waiting_counts
+    }
+
+    /// Running requests per kind, over all agents.
+    pub fn running_counts(&self) -> [u64; 3] {
+        let mut out = [0; 3];
+        for a in self.agents.values() {
+            for (o, c) in out.iter_mut().zip(a.running_counts) {
+                *o += c;
+            }
+        }
+        out
+    }
+
+    /// Whether hand-out is stopped.
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// Ids of the connected agents.
+    pub fn connected_agents(&self) -> usize {
+        self.agents.values().filter(|a| a.connected).count()
+    }
+
+    fn enqueue(&mut self, key: ReqKey) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let Some(e) = self.requests.get_mut(&key) else {
+            return;
+        };
+        debug_assert!(e.wait_seq.is_none());
+        e.wait_seq = Some(seq);
+        e.rec.agent = None;
+        let qk = QueueKey {
+            kind: e.kind,
+            archive_id: e.rec.archive_id,
+            flags: e.rec.flags,
+        };
+        self.waiting_counts[e.kind.idx()] += 1;
+        self.queues.entry(qk).or_default().push_back((seq, key));
+    }
+
+    /// Validates an item for queueing (`queue` and EHLO adoption).
+    pub fn validate(&self, item: &WireItem, archive_id: u32) -> Result<Kind, String> {
+        let kind = Kind::from_action(item.action).ok_or_else(|| {
+            format!(
+                "action {} ({}) cannot be queued (expected ARCHIVE, RESTORE or REMOVE)",
+                item.action,
+                HsmAction::from_u32(item.action)
+            )
+        })?;
+        if archive_id == 0 {
+            return Err("archive id 0 is not valid".into());
+        }
+        let need = header_len(&self.cfg.fsname) + item_hal_len(item);
+        if need > HAL_MAXSIZE {
+            return Err(format!(
+                "item needs {need} bytes in a HAL, more than the {HAL_MAXSIZE}-byte maximum"
+            ));
+        }
+        Ok(kind)
+    }
+
+    /// Adds a new request (from Lustre, `queue`, or the store at start). A
+    /// record with an agent is held for that agent (created disconnected if
+    /// unknown, so its grace period starts now). Items that are not ARCHIVE,
+    /// RESTORE or REMOVE must be filtered by the caller; they are ignored here.
+    pub fn offer(&mut self, rec: Record, now: u64, persist: bool) -> Offer {
+        let key = rec.key();
+        if self.requests.contains_key(&key) {
+            return Offer::Duplicate;
+        }
+        let Some(kind) = Kind::from_action(rec.item.action) else {
+            return Offer::Duplicate;
+        };
+        let agent = rec.agent.clone();
+        let cancel_pending = rec.cancel_pending;
+        let cancel = cancel_pending.then(|| Cancel {
+            item: cancel_item(&rec.item),
+            archive_id: rec.archive_id,
+            flags: rec.flags,
+        });
+        tracing::debug!(cookie = key.cookie, fid = %rec.item.fid, action = kind.name(),
+            archive_id = rec.archive_id, agent = ?agent, "request added");
+        self.requests.insert(
+            key,
+            Entry {
+                rec,
+                kind,
+                wait_seq: None,
+            },
+        );
+        match agent {
+            Some(id) => {
+                let a = self
+                    .agents
+                    .entry(id)
+                    .or_insert_with(|| Agent::new(now, false));
+                a.running.insert(key);
+                a.running_counts[kind.idx()] += 1;
+                if let Some(c) = cancel {
+                    a.cancels.push_back(c);
+                }
+            }
+            None => self.enqueue(key),
+        }
+        if persist {
+            self.mark(key, true);
+        }
+        Offer::Added
+    }
+
+    fn assign(&mut self, key: ReqKey, agent_id: &str) {
+        let Some(e) = self.requests.get_mut(&key) else {
+            return;
+        };
+        if e.wait_seq.take().is_some() {
+            self.waiting_counts[e.kind.idx()] -= 1;
+        }
+        e.rec.agent = Some(agent_id.to_string());
+        let kind = e.kind;
+        tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = kind.name(),
+            archive_id = e.rec.archive_id, agent = agent_id, "request assigned");
+        if let Some(a) = self.agents.get_mut(agent_id)
+            && a.running.insert(key)
+        {
+            a.running_counts[kind.idx()] += 1;
+        }
+        self.mark(key, true);
+    }
+
+    /// Takes a request away from its agent and queues it again.
+    fn requeue(&mut self, key: ReqKey) {
+        let Some(e) = self.requests.get_mut(&key) else {
+            return;
+        };
+        let kind = e.kind;
+        if let Some(id) = e.rec.agent.take()
+            && let Some(a) = self.agents.get_mut(&id)
+            && a.running.remove(&key)
+        {
+            a.running_counts[kind.idx()] -= 1;
+        }
+        if e.wait_seq.is_none() {
+            tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = kind.name(),
+                archive_id = e.rec.archive_id, "request requeued");
+            self.enqueue(key);
+        }
+        self.mark(key, true);
+    }
+
+    /// Forgets a request; returns its entry.
+    fn remove(&mut self, key: &ReqKey) -> Option<Entry> {
+        let e = self.requests.remove(key)?;
+        if e.wait_seq.is_some() {
+            self.waiting_counts[e.kind.idx()] -= 1;
+        }
+        if let Some(id) = &e.rec.agent
+            && let Some(a) = self.agents.get_mut(id)
+            && a.running.remove(key)
+        {
+            a.running_counts[e.kind.idx()] -= 1;
+        }
+        self.mark(*key, false);
+        Some(e)
+    }
+
+    /// A `done` from any connection. Unknown keys are accepted (double ack).
+    /// Returns whether the request was known.
+    pub fn done(&mut self, key: ReqKey, status: i32, now: u64) -> bool {
+        let Some(e) = self.remove(&key) else {
+            tracing::debug!(cookie = key.cookie, dfid = %key.dfid, "done for an unknown request (double ack?)");
+            return false;
+        };
+        let k = e.kind.idx();
+        if e.rec.cancel_pending {
+            self.canceled[k] += 1;
+        } else if status == 0 {
+            self.done[k] += 1;
+        } else {
+            self.failed[k] += 1;
+        }
+        if let Some(id) = &e.rec.agent
+            && let Some(a) = self.agents.get_mut(id)
+        {
+            a.done_counts[k] += 1;
+            // Pending cancels of a finished request are pointless.
+            a.cancels.retain(|c| ReqKey::of(&c.item) != key);
+        }
+        tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = e.kind.name(),
+            archive_id = e.rec.archive_id, agent = ?e.rec.agent, status, "request done");
+        self.pass(now);
+        true
+    }
+
+    /// A CANCEL item from Lustre (or ctl): a waiting request is removed and
+    /// reported as canceled; a running one has the cancel sent to its agent.
+    pub fn cancel(&mut self, cancel: &WireItem, now: u64) -> CancelOutcome {
+        let key = ReqKey::of(cancel);
+        let Some(e) = self.requests.get_mut(&key) else {
+            tracing::debug!(cookie = key.cookie, dfid = %key.dfid, "cancel for an unknown request ignored");
+            return CancelOutcome::Unknown;
+        };
+        match e.rec.agent.clone() {
+            None => {
+                let e = self.remove(&key).expect("present: checked above");
+                self.canceled[e.kind.idx()] += 1;
+                tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = e.kind.name(),
+                    archive_id = e.rec.archive_id, "waiting request canceled");
+                self.effects.reports.push(LustreReport {
+                    item: cancel.clone(),
+                    errval: libc_errno::ECANCELED,
+                });
+                CancelOutcome::Canceled
+            }
+            Some(agent) => {
+                if !e.rec.cancel_pending {
+                    e.rec.cancel_pending = true;
+                    let c = Cancel {
+                        item: cancel_item_from(cancel, &e.rec.item),
+                        archive_id: e.rec.archive_id,
+                        flags: e.rec.flags,
+                    };
+                    tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = e.kind.name(),
+                        archive_id = e.rec.archive_id, agent = %agent, "cancel forwarded to agent");
+                    if let Some(a) = self.agents.get_mut(&agent) {
+                        a.cancels.push_back(c);
+                    }
+                    self.mark(key, true);
+                    self.pass(now);
+                }
+                CancelOutcome::Forwarded
+            }
+        }
+    }
+
+    /// Keys of the requests whose fid or dfid is `fid` (for `ctl cancel`).
+    pub fn keys_for_fid(&self, fid: &WireFid) -> Vec<ReqKey> {
+        self.requests
+            .iter()
+            .filter(|(_, e)| e.rec.item.fid == *fid || e.rec.item.dfid == *fid)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// A CANCEL item for a known request (for `ctl cancel`).
+    pub fn cancel_item_for(&self, key: &ReqKey) -> Option<WireItem> {
+        self.requests.get(key).map(|e| cancel_item(&e.rec.item))
+    }
+
+    /// An agent connects (`ehlo`). `running` lists what it still runs.
+    pub fn connect(
+        &mut self,
+        id: &str,
+        peer: Option<String>,
+        archive_ids: Vec<u32>,
+        running: &[WireItem],
+        now: u64,
+    ) -> Result<Connected, SchedError> {
+        if self.agents.get(id).is_some_and(|a| a.connected) {
+            return Err(SchedError::AgentIdInUse { id: id.to_string() });
+        }
+        let a = self
+            .agents
+            .entry(id.to_string())
+            .or_insert_with(|| Agent::new(now, true));
+        a.connected = true;
+        a.disconnected_at = None;
+        a.peer = peer;
+        a.waiting = None;
+        a.archive_ids = archive_ids;
+        let held: HashSet<ReqKey> = a.running.clone();
+        let default_archive = a.archive_ids.first().copied().unwrap_or(0);
+        let mut listed = HashSet::new();
+        let mut kept = 0u32;
+        for item in running {
+            let key = ReqKey::of(item);
+            if !listed.insert(key) {
+                continue;
+            }
+            match self.requests.get(&key) {
+                Some(e) => match e.rec.agent.as_deref() {
+                    Some(holder) if holder == id => kept += 1,
+                    Some(holder) if self.agents.get(holder).is_some_and(|h| h.connected) => {
+                        tracing::warn!(
+                            cookie = key.cookie,
+                            agent = id,
+                            holder,
+                            "agent announces a request another connected agent holds; left with the holder"
+                        );
+                    }
+                    _ => {
+                        if e.rec.agent.is_some() {
+                            // Held by a disconnected agent: release it first.
+                            self.requeue(key);
+                        }
+                        self.assign(key, id);
+                        kept += 1;
+                    }
+                },
+                None => {
+                    if Kind::from_action(item.action).is_none() {
+                        continue;
+                    }
+                    // Came from Lustre before our state was lost: re-create it.
+                    self.offer(
+                        Record {
+                            item: item.clone(),
+                            archive_id: default_archive,
+                            flags: 0,
+                            received_at_ms: now,
+                            agent: Some(id.to_string()),
+                            cancel_pending: false,
+                        },
+                        now,
+                        true,
+                    );
+                    kept += 1;
+                }
+            }
+        }
+        let mut requeued = 0;
+        for key in held {
+            if !listed.contains(&key) {
+                self.requeue(key);
+                requeued += 1;
+            }
+        }
+        self.settle_orphan_cancels(id);
+        tracing::info!(agent = id, kept, requeued, "agent connected");
+        self.pass(now);
+        Ok(Connected { kept, requeued })
+    }
+
+    /// Cancels pending for `id` whose request is no longer held by it: a
+    /// waiting one is canceled at once; others are dropped.
+    fn settle_orphan_cancels(&mut self, id: &str) {
+        let Some(a) = self.agents.get_mut(id) else {
+            return;
+        };
+        let cancels: Vec<Cancel> = a.cancels.drain(..).collect();
+        let mut keep = VecDeque::new();
+        for c in cancels {
+            let key = ReqKey::of(&c.item);
+            match self
+                .requests
+                .get(&key)
+                .map(|e| e.rec.agent.as_deref() == Some(id))
+            {
+                Some(true) => keep.push_back(c),
+                Some(false)
+                    if self
+                        .requests
+                        .get(&key)
+                        .is_some_and(|e| e.rec.agent.is_none()) =>
+                {
+                    let e = self.remove(&key).expect("present: checked above");
+                    self.canceled[e.kind.idx()] += 1;
+                    self.effects.reports.push(LustreReport {
+                        item: c.item,
+                        errval: libc_errno::ECANCELED,
+                    });
+                }
+                Some(false) | None => {}
+            }
+        }
+        if let Some(a) = self.agents.get_mut(id) {
+            a.cancels = keep;
+        }
+    }
+
+    /// An agent's connection closed: it keeps its requests for the grace period.
+    pub fn disconnect(&mut self, id: &str, now: u64) {
+        if let Some(a) = self.agents.get_mut(id) {
+            a.connected = false;
+            a.waiting = None;
+            a.peer = None;
+            a.disconnected_at = Some(now);
+            tracing::info!(
+                agent = id,
+                running = a.running.len(),
+                grace_ms = self.cfg.grace_ms,
+                "agent disconnected; its requests are held for the grace period"
+            );
+        }
+    }
+
+    /// A `recv`: the agent waits for work. Answered (maybe at once) through
+    /// a [`Delivery`] carrying `token`.
+    pub fn recv(
+        &mut self,
+        id: &str,
+        token: u64,
+        spec: RecvSpec,
+        now: u64,
+    ) -> Result<(), SchedError> {
+        let a = self
+            .agents
+            .get_mut(id)
+            .filter(|a| a.connected)
+            .ok_or_else(|| SchedError::NotConnected { id: id.to_string() })?;
+        if a.waiting.is_some() {
+            return Err(SchedError::RecvPending { id: id.to_string() });
+        }
+        a.limits = spec.limits;
+        a.max_bytes = spec.max_bytes;
+        a.waiting = Some(Waiting { token, spec });
+        self.pass(now);
+        Ok(())
+    }
+
+    /// Stops or resumes hand-out.
+    pub fn set_locked(&mut self, locked: bool, now: u64) {
+        self.locked = locked;
+        if !locked {
+            self.pass(now);
+        }
+    }
+
+    /// The next time [`Scheduler::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.agents
+            .values()
+            .filter_map(|a| {
+                let grace = a
+                    .disconnected_at
+                    .filter(|_| !a.connected)
+                    .map(|t| t.saturating_add(self.cfg.grace_ms));
+                let wait = a.waiting.as_ref().and_then(|w| w.spec.deadline);
+                match (grace, wait) {
+                    (Some(g), Some(w)) => Some(g.min(w)),
+                    (g, w) => g.or(w),
+                }
+            })
+            .min()
+    }
+
+    /// Handles expired grace periods and `recv` waits.
+    pub fn tick(&mut self, now: u64) {
+        let expired: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| {
+                !a.connected
+                    && a.disconnected_at
+                        .is_some_and(|t| t.saturating_add(self.cfg.grace_ms) <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.expire_agent(&id);
+        }
+        let timed_out: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| {
+                a.waiting
+                    .as_ref()
+                    .and_then(|w| w.spec.deadline)
+                    .is_some_and(|d| d <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        // Serve what can be served before answering empty.
+        self.pass(now);
+        for id in timed_out {
+            if let Some(a) = self.agents.get_mut(&id)
+                && let Some(w) = a.waiting.take()
+            {
+                self.effects.deliveries.push(Delivery {
+                    token: w.token,
+                    agent: id.clone(),
+                    batch: Batch {
+                        archive_id: 0,
+                        flags: 0,
+                        fsname: self.cfg.fsname.clone(),
+                        items: Vec::new(),
+                    },
+                });
+            }
+        }
+    }
+
+    fn expire_agent(&mut self, id: &str) {
+        let Some(a) = self.agents.get_mut(id) else {
+            return;
+        };
+        let keys: Vec<ReqKey> = a.running.iter().copied().collect();
+        tracing::info!(
+            agent = id,
+            requeued = keys.len(),
+            "agent grace period over; requeueing its requests"
+        );
+        for key in keys {
+            self.requeue(key);
+        }
+        self.settle_orphan_cancels(id);
+        self.agents.remove(id);
+    }
+
+    /// Serves every waiting agent that can be served, least recently served
+    /// first. With several agents waiting, each batch is capped at a fair
+    /// share of the waiting requests, so one agent cannot take everything.
+    pub fn pass(&mut self, now: u64) {
+        let _ = now;
+        if self.locked {
+            return;
+        }
+        let mut waiting: Vec<(u64, String)> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.connected && a.waiting.is_some())
+            .map(|(id, a)| (a.last_served, id.clone()))
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        waiting.sort();
+        let total: u64 = self.waiting_counts.iter().sum();
+        let n = waiting.len() as u64;
+        let cap = if n > 1 {
+            usize::try_from(total.div_ceil(n).max(1)).unwrap_or(usize::MAX)
+        } else {
+            usize::MAX
+        };
+        for (_, id) in waiting {
+            if let Some(batch) = self.build_batch(&id, cap) {
+                self.serve_clock += 1;
+                let a = self.agents.get_mut(&id).expect("listed above");
+                a.last_served = self.serve_clock;
+                let w = a.waiting.take().expect("waiting: filtered above");
+                self.effects.deliveries.push(Delivery {
+                    token: w.token,
+                    agent: id,
+                    batch,
+                });
+            }
+        }
+    }
+
+    /// The head of a queue, dropping stale entries.
+    fn head(&mut self, qk: &QueueKey) -> Option<ReqKey> {
+        let q = self.queues.get_mut(qk)?;
+        while let Some(&(seq, key)) = q.front() {
+            match self.requests.get(&key) {
+                Some(e) if e.wait_seq == Some(seq) => return Some(key),
+                _ => {
+                    q.pop_front();
+                }
+            }
+        }
+        self.queues.remove(qk);
+        None
+    }
+
+    fn head_seq(&mut self, qk: &QueueKey) -> Option<u64> {
+        let key = self.head(qk)?;
+        self.requests.get(&key).and_then(|e| e.wait_seq)
+    }
+
+    fn build_batch(&mut self, id: &str, cap: usize) -> Option<Batch> {
+        let a = self.agents.get(id)?;
+        let spec = a.waiting.as_ref()?.spec;
+        let budget = (spec.max_bytes.min(self.cfg.max_hal_bytes)) as usize;
+        let mut used = header_len(&self.cfg.fsname);
+
+        // Cancels first, in a batch of their own.
+        if let Some(first) = a.cancels.front() {
+            let (archive_id, flags) = (first.archive_id, first.flags);
+            let a = self.agents.get_mut(id)?;
+            let mut items = Vec::new();
+            let mut rest = VecDeque::new();
+            while let Some(c) = a.cancels.pop_front() {
+                let len = item_hal_len(&c.item);
+                if c.archive_id == archive_id
+                    && c.flags == flags
+                    && (items.is_empty() || used + len <= budget)
+                {
+                    used += len;
+                    items.push(c.item);
+                } else {
+                    rest.push_back(c);
+                }
+            }
+            a.cancels = rest;
+            for it in &items {
+                tracing::debug!(cookie = it.cookie, fid = %it.fid, action = "CANCEL",
+                    archive_id, agent = id, "cancel delivered");
+            }
+            return Some(Batch {
+                archive_id,
+                flags,
+                fsname: self.cfg.fsname.clone(),
+                items,
+            });
+        }
+
+        let accepts: Vec<u32> = a.archive_ids.clone();
+        let running = a.running_counts;
+        let accepts_fn = |archive: u32| accepts.is_empty() || accepts.contains(&archive);
+        let mut chosen: Option<(u32, u64)> = None;
+        let mut keys: Vec<ReqKey> = Vec::new();
+        'kinds: for kind in self.cfg.order {
+            let room = match spec.limits[kind.idx()] {
+                Some(l) => u64::from(l).saturating_sub(running[kind.idx()]),
+                None => u64::MAX,
+            };
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            let room = room.min(cap.saturating_sub(keys.len()));
+            if room == 0 {
+                continue;
+            }
+            let qk = match chosen {
+                Some((archive_id, flags)) => QueueKey {
+                    kind,
+                    archive_id,
+                    flags,
+                },
+                None => {
+                    // The queue of this kind whose head arrived first.
+                    let candidates: Vec<QueueKey> = self
+                        .queues
+                        .keys()
+                        .filter(|q| q.kind == kind && accepts_fn(q.archive_id))
+                        .copied()
+                        .collect();
+                    let mut best: Option<(u64, QueueKey)> = None;
+                    for q in candidates {
+                        if let Some(seq) = self.head_seq(&q)
+                            && best.is_none_or(|(s, _)| seq < s)
+                        {
+                            best = Some((seq, q));
+                        }
+                    }
+                    match best {
+                        Some((_, q)) => q,
+                        None => continue,
+                    }
+                }
+            };
+            let mut taken = 0;
+            while taken < room {
+                let Some(key) = self.head(&qk) else {
+                    break;
+                };
+                let len = self
+                    .requests
+                    .get(&key)
+                    .map(|e| item_hal_len(&e.rec.item))
+                    .unwrap_or(0);
+                if used + len > budget {
+                    if keys.is_empty() && taken == 0 {
+                        // Even alone it does not fit this agent's budget: try
+                        // the next kind rather than stalling.
+                        continue 'kinds;
+                    }
+                    break 'kinds;
+                }
+                used += len;
+                if let Some(q) = self.queues.get_mut(&qk) {
+                    q.pop_front();
+                }
+                self.assign(key, id);
+                keys.push(key);
+                taken += 1;
+                chosen = Some((qk.archive_id, qk.flags));
+            }
+        }
+        let (archive_id, flags) = chosen?;
+        let items = keys
+            .iter()
+            .filter_map(|k| self.requests.get(k).map(|e| e.rec.item.clone()))
+            .collect();
+        Some(Batch {
+            archive_id,
+            flags,
+            fsname: self.cfg.fsname.clone(),
+            items,
+        })
+    }
+
+    /// Per-kind counters for `status`.
+    pub fn action_counts(&self) -> Vec<ActionCounts> {
+        let running = self.running_counts();
+        Kind::ALL
+            .iter()
+            .map(|k| {
+                let i = k.idx();
+                ActionCounts {
+                    action: k.name().to_string(),
+                    waiting: self.waiting_counts[i],
+                    running: running[i],
+                    done: self.done[i],
+                    failed: self.failed[i],
+                    canceled: self.canceled[i],
+                }
+            })
+            .collect()
+    }
+
+    /// Agents for `status`, connected first.
+    pub fn agent_infos(&self, now: u64) -> Vec<AgentInfo> {
+        let mut out: Vec<AgentInfo> = self
+            .agents
+            .iter()
+            .map(|(id, a)| AgentInfo {
+                client_id: id.clone(),
+                connected: a.connected,
+                waiting: a.waiting.is_some(),
+                archive_ids: a.archive_ids.clone(),
+                peer: a.peer.clone(),
+                running: a.running_counts,
+                done: a.done_counts,
+                limits: a.limits,
+                max_bytes: a.max_bytes,
+                grace_remaining_ms: a
+                    .disconnected_at
+                    .filter(|_| !a.connected)
+                    .map(|t| t.saturating_add(self.cfg.grace_ms).saturating_sub(now)),
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            y.connected
+                .cmp(&x.connected)
+                .then_with(|| x.client_id.cmp(&y.client_id))
+        });
+        out
+    }
+
+    /// Pending cancels over all agents.
+    pub fn pending_cancels(&self) -> u64 {
+        self.agents.values().map(|a| a.cancels.len() as u64).sum()
+    }
+
+    /// Ages of the oldest request and of the oldest waiting request.
+    pub fn oldest(&self, now: u64) -> (Option<u64>, Option<u64>) {
+        let mut all: Option<u64> = None;
+        let mut waiting: Option<u64> = None;
+        for e in self.requests.values() {
+            let t = e.rec.received_at_ms;
+            all = Some(all.map_or(t, |a| a.min(t)));
+            if e.wait_seq.is_some() {
+                waiting = Some(waiting.map_or(t, |a| a.min(t)));
+            }
+        }
+        (
+            all.map(|t| now.saturating_sub(t)),
+            waiting.map(|t| now.saturating_sub(t)),
+        )
+    }
+
+    fn state_of(&self, e: &Entry) -> RequestState {
+        match &e.rec.agent {
+            None => RequestState::Waiting,
+            Some(id) if self.agents.get(id).is_some_and(|a| a.connected) => RequestState::Running,
+            Some(_) => RequestState::Orphaned,
+        }
+    }
+
+    /// A filtered listing, oldest first.
+    pub fn list(&self, filter: &coordinatool_protocol::List, now: u64) -> (Vec<RequestInfo>, bool) {
+        let mut matched: Vec<&Entry> = self
+            .requests
+            .values()
+            .filter(|e| {
+                filter.state.is_none_or(|s| self.state_of(e) == s)
+                    && filter.action.is_none_or(|a| e.rec.item.action == a)
+                    && filter
+                        .agent
+                        .as_ref()
+                        .is_none_or(|a| e.rec.agent.as_ref() == Some(a))
+                    && filter.archive_id.is_none_or(|a| e.rec.archive_id == a)
+            })
+            .collect();
+        matched.sort_by_key(|e| (e.rec.received_at_ms, e.rec.item.cookie));
+        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+        let truncated = matched.len() > limit;
+        let out = matched
+            .into_iter()
+            .take(limit)
+            .map(|e| RequestInfo {
+                item: e.rec.item.clone(),
+                archive_id: e.rec.archive_id,
+                flags: e.rec.flags,
+                state: self.state_of(e),
+                agent: e.rec.agent.clone(),
+                age_ms: now.saturating_sub(e.rec.received_at_ms),
+                cancel_pending: e.rec.cancel_pending,
+            })
+            .collect();
+        (out, truncated)
+    }
+
+    /// Drops every outstanding `recv` (at shutdown).
+    pub fn drop_waiting(&mut self) {
+        for a in self.agents.values_mut() {
+            a.waiting = None;
+        }
+    }
+}
+
+/// The CANCEL item for a request (same cookie and fids).
+pub fn cancel_item(item: &WireItem) -> WireItem {
+    WireItem {
+        action: lustre_bindings::action::HSMA_CANCEL,
+        ..item.clone()
+    }
+}
+
+fn cancel_item_from(cancel: &WireItem, original: &WireItem) -> WireItem {
+    let mut c = cancel.clone();
+    c.action = lustre_bindings::action::HSMA_CANCEL;
+    c.fid = original.fid;
+    c.dfid = original.dfid;
+    c.cookie = original.cookie;
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_000_000;
+
+    fn cfg() -> SchedConfig {
+        SchedConfig {
+            fsname: "testfs".into(),
+            order: Kind::DEFAULT_ORDER,
+            grace_ms: 1000,
+            max_hal_bytes: 1 << 20,
+        }
+    }
+
+    fn fid(n: u32) -> WireFid {
+        WireFid {
+            seq: 0x200000401,
+            oid: n,
+            ver: 0,
+        }
+    }
+
+    fn item(action: u32, n: u32) -> WireItem {
+        WireItem {
+            action,
+            fid: fid(n),
+            dfid: fid(n),
+            extent_offset: 0,
+            extent_length: u64::MAX,
+            cookie: u64::from(n) + 100,
+            gid: 0,
+            data: Vec::new(),
+        }
+    }
+
+    fn rec(action: u32, n: u32, archive_id: u32) -> Record {
+        Record {
+            item: item(action, n),
+            archive_id,
+            flags: 0,
+            received_at_ms: T0 + u64::from(n),
+            agent: None,
+            cancel_pending: false,
+        }
+    }
+
+    const A: u32 = 20;
+    const R: u32 = 21;
+    const X: u32 = 22;
+
+    fn spec() -> RecvSpec {
+        RecvSpec {
+            limits: [None; 3],
+            max_bytes: 1 << 20,
+            deadline: None,
+        }
+    }
+
+    fn oids(d: &Delivery) -> Vec<u32> {
+        d.batch.items.iter().map(|i| i.fid.oid).collect()
+    }
+
+    fn sched_with(items: &[(u32, u32, u32)]) -> Scheduler {
+        let mut s = Scheduler::new(cfg());
+        for &(action, n, archive) in items {
+            assert_eq!(s.offer(rec(action, n, archive), T0, true), Offer::Added);
+        }
+        s.take_effects();
+        s
+    }
+
+    #[test]
+    fn offer_persists_and_dedups() {
+        let mut s = Scheduler::new(cfg());
+        assert_eq!(s.offer(rec(A, 1, 1), T0, true), Offer::Added);
+        assert_eq!(s.offer(rec(A, 1, 1), T0, true), Offer::Duplicate);
+        let e = s.take_effects();
+        assert_eq!(e.dirty.len(), 1);
+        assert!(e.wrote);
+        assert_eq!(s.waiting_counts(), [1, 0, 0]);
+    }
+
+    #[test]
+    fn default_order_restore_remove_archive_fifo_within_type() {
+        let mut s = sched_with(&[(A, 1, 1), (X, 2, 1), (R, 3, 1), (A, 4, 1), (R, 5, 1)]);
+        s.connect("m1", None, vec![], &[], T0).unwrap();
+        s.recv("m1", 7, spec(), T0).unwrap();
+        let e = s.take_effects();
+        assert_eq!(e.deliveries.len(), 1);
+        assert_eq!(e.deliveries[0].token, 7);
+        assert_eq!(oids(&e.deliveries[0]), vec![3, 5, 2, 1, 4]);
+        // Assignment is persisted with the delivery.
+        assert_eq!(e.dirty.len(), 5);
+        assert_eq!(
+            s.record(&ReqKey::of(&item(A, 1))).unwrap().agent.as_deref(),
+            Some("m1")
+        );
+        assert_eq!(s.waiting_counts(), [0, 0, 0]);
+        assert_eq!(s.running_counts(), [2, 2, 1]);
+    }
+
+    #[test]
+    fn configured_order_is_followed() {
+        let mut s = Scheduler::new(SchedConfig {
+            order: [Kind::Archive, Kind::Remove, Kind::Restore],
+            ..cfg()
+        });
+        for (a, n) in [(R, 1), (A, 2), (X, 3)] {
+            s.offer(rec(a, n, 1), T0, true);
+        }
+        s.connect("m", None, vec![], &[], T0).unwrap();
+        s.recv("m", 1, spec(), T0).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![2, 3, 1]);
+    }
+
+    #[test]
+    fn per_type_limits_and_zero_means_never() {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1), (A, 3, 1), (R, 4, 1)]);
+        s.connect("m", None, vec![], &[], T0).unwrap();
+        let mut sp = spec();
+        sp.limits = [Some(2), Some(0), None];
+        s.recv("m", 1, sp, T0).unwrap();
+        let e = s.take_effects();
+        assert_eq!(oids(&e.deliveries[0]), vec![1, 2]);
+        // At the limit: nothing more until a done.
+        s.recv("m", 2, sp, T0).unwrap();
+        assert!(s.take_effects().deliveries.is_empty());
+        assert!(s.done(ReqKey::of(&item(A, 1)), 0, T0));
+        let e = s.take_effects();
+        assert_eq!(oids(&e.deliveries[0]), vec![3]);
+        assert_eq!(s.waiting_counts(), [0, 1, 0]);
+    }
+
+    #[test]
+    fn byte_budget_is_never_exceeded() {
+        let mut s = Scheduler::new(cfg());
+        for n in 0..10 {
+            let mut r = rec(A, n, 1);
+            r.item.data = vec![b'x'; 100]; // 172 -> 176 bytes in a HAL
+            s.offer(r, T0, true);
+        }
+        s.connect("m", None, vec![], &[], T0).unwrap();
+        let mut sp = spec();
+        // header 32 + align8("testfs\0") = 40; 3 items = 528; total 568.
+        sp.max_bytes = 40 + 3 * 176 + 100;
+        s.recv("m", 1, sp, T0).unwrap();
+        let e = s.take_effects();
+        let b = &e.deliveries[0].batch;
+        assert_eq!(b.items.len(), 3);
+        let hal = lustre_bindings::ActionList {
+            flags: b.flags,
+            archive_id: b.archive_id,
+            fsname: b.fsname.clone(),
+            items: b.items.iter().cloned().map(Into::into).collect(),
+        };
+        assert!(hal.encode().unwrap().len() <= sp.max_bytes as usize);
+    }
+
+    #[test]
+    fn archive_ids_match_and_one_archive_and_flags_per_batch() {
+        let mut s = Scheduler::new(cfg());
+        s.offer(rec(A, 1, 2), T0, true);
+        s.offer(rec(A, 2, 3), T0, true);
+        let mut r = rec(A, 3, 2);
+        r.flags = 4;
+        s.offer(r, T0, true);
+        s.offer(rec(A, 4, 2), T0, true);
+        s.connect("only3", None, vec![3], &[], T0).unwrap();
+        s.recv("only3", 1, spec(), T0).unwrap();
+        let e = s.take_effects();
+        assert_eq!(oids(&e.deliveries[0]), vec![2]);
+        assert_eq!(e.deliveries[0].batch.archive_id, 3);
+        s.connect("any", None, vec![], &[], T0).unwrap();
+        s.recv("any", 2, spec(), T0).unwrap();
+        let e = s.take_effects();
+        assert_eq!(oids(&e.deliveries[0]), vec![1, 4]);
+        assert_eq!(e.deliveries[0].batch.flags, 0);
+        s.recv("any", 3, spec(), T0).unwrap();
+        let e = s.take_effects();
+        assert_eq!(oids(&e.deliveries[0]), vec![3]);
+        assert_eq!(e.deliveries[0].batch.flags, 4);
+        // Nobody serves archive 9: it waits, it is never handed out.
+        s.offer(rec(A, 9, 9), T0, true);
+        s.recv("only3", 4, spec(), T0).unwrap();
+        assert!(s.take_effects().deliveries.is_empty());
+    }
+
+    #[test]
+    fn fairness_between_waiting_agents() {
+        let mut s = Scheduler::new(cfg());
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.connect("b", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        s.recv("b", 2, spec(), T0).unwrap();
+        s.take_effects();
+        // Ten requests arrive in one go: both agents get half.
+        for n in 0..10 {
+            s.offer(rec(A, n, 1), T0, true);
+        }
+        s.pass(T0);
+        let e = s.take_effects();
+        assert_eq!(e.deliveries.len(), 2);
+        assert_eq!(e.deliveries[0].batch.items.len(), 5);
+        assert_eq!(e.deliveries[1].batch.items.len(), 5);
+        // Next round: the least recently served goes first.
+        let first = e.deliveries[0].agent.clone();
+        let second = e.deliveries[1].agent.clone();
+        s.recv(&first, 3, spec(), T0).unwrap();
+        s.recv(&second, 4, spec(), T0).unwrap();
+        s.take_effects();
+        s.offer(rec(A, 50, 1), T0, true);
+        s.pass(T0);
+        let e = s.take_effects();
+        assert_eq!(e.deliveries.len(), 1);
+        assert_eq!(e.deliveries[0].agent, first);
+    }
+
+    #[test]
+    fn every_request_held_by_one_agent_at_most() {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1)]);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.connect("b", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        s.recv("b", 2, spec(), T0).unwrap();
+        let e = s.take_effects();
+        let all: Vec<u32> = e.deliveries.iter().flat_map(oids).collect();
+        assert_eq!(all.len(), 2);
+        let uniq: HashSet<u32> = all.iter().copied().collect();
+        assert_eq!(uniq.len(), 2);
+        // An id already connected is refused.
+        let err = s.connect("a", None, vec![], &[], T0).unwrap_err();
+        assert_eq!(err.errno(), 17);
+        // One recv at a time.
+        s.recv("a", 3, spec(), T0).unwrap();
+        assert!(matches!(
+            s.recv("a", 4, spec(), T0),
+            Err(SchedError::RecvPending { .. })
+        ));
+    }
+
+    #[test]
+    fn grace_expiry_requeues() {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1)]);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        s.take_effects();
+        s.disconnect("a", T0 + 10);
+        assert_eq!(s.next_deadline(), Some(T0 + 10 + 1000));
+        s.tick(T0 + 500);
+        assert_eq!(s.running_counts(), [2, 0, 0]);
+        s.tick(T0 + 1010);
+        assert_eq!(s.running_counts(), [0, 0, 0]);
+        assert_eq!(s.waiting_counts(), [2, 0, 0]);
+        let e = s.take_effects();
+        assert_eq!(e.dirty.len(), 2);
+        assert!(s.record(&ReqKey::of(&item(A, 1))).unwrap().agent.is_none());
+        assert_eq!(s.next_deadline(), None);
+        // Another agent now gets them, in the original order.
+        s.connect("b", None, vec![], &[], T0).unwrap();
+        s.recv("b", 2, spec(), T0).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]).len(), 2);
+    }
+
+    #[test]
+    fn reconnect_bookkeeping_is_exact() {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1), (R, 3, 1)]);
+        s.connect("a", None, vec![1], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        s.take_effects();
+        assert_eq!(s.running_counts(), [2, 1, 0]);
+        s.disconnect("a", T0);
+        // Reconnect within grace announcing 1 (held), 3 (held) and 7 (unknown).
+        let running = vec![item(A, 1), item(R, 3), item(X, 7)];
+        let c = s.connect("a", None, vec![1], &running, T0 + 100).unwrap();
+        assert_eq!(
+            c,
+            Connected {
+                kept: 3,
+                requeued: 1
+            }
+        );
+        // 2 went back to the queue; 7 was adopted.
+        assert_eq!(s.running_counts(), [1, 1, 1]);
+        assert_eq!(s.waiting_counts(), [1, 0, 0]);
+        let infos = s.agent_infos(T0);
+        assert_eq!(infos[0].running, [1, 1, 1]);
+        let adopted = s.record(&ReqKey::of(&item(X, 7))).unwrap();
+        assert_eq!(adopted.agent.as_deref(), Some("a"));
+        assert_eq!(adopted.archive_id, 1);
+        // Dones bring the counters back to exactly zero.
+        for k in [item(A, 1), item(R, 3), item(X, 7)] {
+            assert!(s.done(ReqKey::of(&k), 0, T0));
+        }
+        assert_eq!(s.running_counts(), [0, 0, 0]);
+        assert_eq!(s.agent_infos(T0)[0].done, [1, 1, 1]);
+        // A second done is a harmless double ack.
+        assert!(!s.done(ReqKey::of(&item(A, 1)), 0, T0));
+    }
+
+    #[test]
+    fn replayed_assignments_wait_for_their_agent() {
+        let mut s = Scheduler::new(cfg());
+        let mut r = rec(A, 1, 1);
+        r.agent = Some("gone".into());
+        s.offer(r, T0, false);
+        s.offer(rec(A, 2, 1), T0, false);
+        assert!(s.take_effects().dirty.is_empty());
+        assert_eq!(s.waiting_counts(), [1, 0, 0]);
+        assert_eq!(s.running_counts(), [1, 0, 0]);
+        assert_eq!(s.next_deadline(), Some(T0 + 1000));
+        s.tick(T0 + 1000);
+        assert_eq!(s.waiting_counts(), [2, 0, 0]);
+    }
+
+    #[test]
+    fn lock_stops_hand_out() {
+        let mut s = sched_with(&[(A, 1, 1)]);
+        s.set_locked(true, T0);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        assert!(s.take_effects().deliveries.is_empty());
+        s.set_locked(false, T0);
+        assert_eq!(s.take_effects().deliveries.len(), 1);
+    }
+
+    #[test]
+    fn cancel_of_waiting_request_is_reported() {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1)]);
+        let out = s.cancel(&cancel_item(&item(A, 1)), T0);
+        assert_eq!(out, CancelOutcome::Canceled);
+        let e = s.take_effects();
+        assert_eq!(e.reports.len(), 1);
+        assert_eq!(e.reports[0].errval, 125);
+        assert_eq!(e.reports[0].item.action, 23);
+        assert_eq!(e.dirty, vec![ReqKey::of(&item(A, 1))]);
+        assert_eq!(s.waiting_counts(), [1, 0, 0]);
+        // The stale queue entry is skipped.
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![2]);
+        assert_eq!(
+            s.cancel(&cancel_item(&item(A, 99)), T0),
+            CancelOutcome::Unknown
+        );
+        assert_eq!(s.action_counts()[0].canceled, 1);
+    }
+
+    #[test]
+    fn cancel_of_running_request_goes_to_its_agent() {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1)]);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        let mut sp = spec();
+        sp.limits[0] = Some(1);
+        s.recv("a", 1, sp, T0).unwrap();
+        s.take_effects();
+        assert_eq!(
+            s.cancel(&cancel_item(&item(A, 1)), T0),
+            CancelOutcome::Forwarded
+        );
+        assert!(s.take_effects().reports.is_empty());
+        assert_eq!(s.pending_cancels(), 1);
+        s.recv("a", 2, sp, T0).unwrap();
+        let e = s.take_effects();
+        let b = &e.deliveries[0].batch;
+        assert_eq!(b.items.len(), 1);
+        assert_eq!(b.items[0].action, 23);
+        assert_eq!(b.items[0].cookie, 101);
+        assert_eq!(s.pending_cancels(), 0);
+        // Still running until the agent reports.
+        assert_eq!(s.running_counts(), [1, 0, 0]);
+        assert!(s.done(ReqKey::of(&item(A, 1)), 125, T0));
+        assert_eq!(s.action_counts()[0].canceled, 1);
+    }
+
+    #[test]
+    fn recv_wait_runs_out_with_an_empty_batch() {
+        let mut s = Scheduler::new(cfg());
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        let mut sp = spec();
+        sp.deadline = Some(T0 + 50);
+        s.recv("a", 9, sp, T0).unwrap();
+        assert_eq!(s.next_deadline(), Some(T0 + 50));
+        s.tick(T0 + 50);
+        let e = s.take_effects();
+        assert_eq!(e.deliveries.len(), 1);
+        assert!(e.deliveries[0].batch.items.is_empty());
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn recv_with_many_waiting_is_cheap() {
+        let mut s = Scheduler::new(cfg());
+        for n in 0..100_000u32 {
+            s.offer(rec(A, n, 1 + n % 4), T0, true);
+        }
+        s.take_effects();
+        s.connect("a", None, vec![3], &[], T0).unwrap();
+        let mut sp = spec();
+        sp.limits = [Some(10), None, None];
+        let start = std::time::Instant::now();
+        for t in 0..100 {
+            s.recv("a", t, sp, T0).unwrap();
+            let e = s.take_effects();
+            for d in &e.deliveries {
+                for it in &d.batch.items {
+                    s.done(ReqKey::of(it), 0, T0);
+                }
+            }
+            s.take_effects();
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(s.waiting_counts()[0], 100_000 - 1000);
+    }
+
+    #[test]
+    fn validate_rejects_bad_items() {
+        let s = Scheduler::new(cfg());
+        assert!(
+            s.validate(&item(A, 1), 0)
+                .unwrap_err()
+                .contains("archive id 0")
+        );
+        assert!(
+            s.validate(&item(23, 1), 1)
+                .unwrap_err()
+                .contains("cannot be queued")
+        );
+        let mut big = item(A, 1);
+        big.data = vec![0; HAL_MAXSIZE];
+        assert!(s.validate(&big, 1).is_err());
+        assert_eq!(s.validate(&item(R, 1), 1), Ok(Kind::Restore));
+    }
+}
