@@ -14,13 +14,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The name did not resolve.
-    #[error("cannot resolve coordinatoold address {addr}: {source}")]
+    #[error("cannot resolve coordinatoold address {addr}: {}", io_reason(error))]
     Resolve {
         /// `host:port` as given.
         addr: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// The cause (shown in the message, so not chained as a source).
+        error: io::Error,
     },
     /// No address accepted the connection.
     #[error("cannot connect to coordinatoold at {addr}: {reason}")]
@@ -31,13 +30,12 @@ pub enum ClientError {
         reason: String,
     },
     /// A framing or I/O error on an established connection.
-    #[error("connection to coordinatoold at {addr} failed: {source}")]
+    #[error("connection to coordinatoold at {addr} failed: {error}")]
     Frame {
         /// `host:port`.
         addr: String,
-        /// The cause.
-        #[source]
-        source: FrameError,
+        /// The cause (shown in the message, so not chained as a source).
+        error: FrameError,
     },
     /// The daemon closed the connection.
     #[error("coordinatoold at {addr} closed the connection")]
@@ -87,9 +85,9 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Cl
     let addr = format!("{host}:{port}");
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|source| ClientError::Resolve {
+        .map_err(|error| ClientError::Resolve {
             addr: addr.clone(),
-            source,
+            error,
         })?
         .collect();
     let mut last = None;
@@ -188,9 +186,9 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         let addr = self.addr.clone();
-        let frame_err = |source| ClientError::Frame {
+        let frame_err = |error| ClientError::Frame {
             addr: addr.clone(),
-            source,
+            error,
         };
         write_frame(&mut self.stream, &RequestFrame { id, body }).map_err(frame_err)?;
         loop {

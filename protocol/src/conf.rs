@@ -90,13 +90,12 @@ impl fmt::Display for Origin {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfError {
     /// The file could not be read.
-    #[error("cannot read configuration file {path}: {source}")]
+    #[error("cannot read configuration file {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// A value could not be parsed.
     #[error("invalid value {value:?} for {key} ({origin}): {reason}")]
@@ -201,7 +200,7 @@ impl ConfFile {
             Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(ConfFile::default())
             }
-            Err(source) => Err(ConfError::Read { path, source }),
+            Err(error) => Err(ConfError::Read { path, error }),
         }
     }
 
