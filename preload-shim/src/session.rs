@@ -1,0 +1,1032 @@
+//! The connection to coordinatoold and the one background thread that owns it.
+//!
+//! # Threads and hand-offs
+//! - The **worker** thread (one per registered handle, named
+//!   `coordinatool-preload`) owns the socket and a [`Tracker`] of every item
+//!   the copytool was handed and has not been acknowledged as done. It sends
+//!   `ehlo`, `recv`, `done`/`done_batch`, reads the answers, and reconnects with
+//!   backoff. All process signals are blocked in it, so the copytool's signal
+//!   handlers run on the copytool's own threads.
+//! - **Batches** go from the worker to `llapi_hsm_copytool_recv` through a
+//!   mutex-protected queue holding at most one encoded HAL (a new `recv` is
+//!   sent only once the previous HAL was taken), mirrored by an eventfd that is
+//!   readable exactly while a HAL is ready.
+//! - **Completions** go from `llapi_hsm_action_end` (any thread, or a forked
+//!   child) to the worker through a pipe of fixed 32-byte records (atomic,
+//!   below `PIPE_BUF`): the caller never waits for the network.
+//!
+//! # Guarantees
+//! - A completion is kept until the daemon acknowledges it; after a reconnect,
+//!   `ehlo` lists every tracked item (running ones and completed-but-unacknowledged
+//!   ones), then the unacknowledged completions are sent again.
+//! - Memory is bounded: one ready HAL, and a tracker bounded by what the daemon
+//!   hands out.
+
+use crate::config::{ANSWER_SLACK, SessionConfig};
+use crate::error::ShimError;
+use crate::sys;
+use coordinatool_protocol::{
+    Done, Ehlo, PROTOCOL_VERSION, Recv, Reply, Request, Response, ResponseFrame, Role, WireFid,
+    WireItem,
+};
+use lustre_bindings::action::HSMA_CANCEL;
+use lustre_bindings::{ActionItem, ActionList};
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What identifies a request: the cookie and the **original** dfid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// `hai_cookie`.
+    pub cookie: u64,
+    /// `hai_dfid` as handed out.
+    pub dfid: WireFid,
+}
+
+impl Key {
+    /// The key of a wire item.
+    pub fn of(item: &WireItem) -> Key {
+        Key {
+            cookie: item.cookie,
+            dfid: item.dfid,
+        }
+    }
+}
+
+/// Size of one completion record.
+pub const RECORD_LEN: usize = 32;
+const REC_DONE: u32 = 1;
+const REC_WAKE: u32 = 2;
+
+fn encode_record(kind: u32, key: Key, status: i32) -> [u8; RECORD_LEN] {
+    let mut r = [0u8; RECORD_LEN];
+    r[0..4].copy_from_slice(&kind.to_ne_bytes());
+    r[4..8].copy_from_slice(&status.to_ne_bytes());
+    r[8..16].copy_from_slice(&key.cookie.to_ne_bytes());
+    r[16..24].copy_from_slice(&key.dfid.seq.to_ne_bytes());
+    r[24..28].copy_from_slice(&key.dfid.oid.to_ne_bytes());
+    r[28..32].copy_from_slice(&key.dfid.ver.to_ne_bytes());
+    r
+}
+
+fn decode_record(r: &[u8]) -> (u32, Key, i32) {
+    let u32_at = |o: usize| u32::from_ne_bytes([r[o], r[o + 1], r[o + 2], r[o + 3]]);
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&r[o..o + 8]);
+        u64::from_ne_bytes(a)
+    };
+    let key = Key {
+        cookie: u64_at(8),
+        dfid: WireFid {
+            seq: u64_at(16),
+            oid: u32_at(24),
+            ver: u32_at(28),
+        },
+    };
+    (u32_at(0), key, u32_at(4) as i32)
+}
+
+/// Encodes a batch as the HAL the kernel would send, checking it fits `max`.
+pub fn build_hal(list: &ActionList, max: usize) -> Result<Vec<u8>, ShimError> {
+    let bytes = list.encode()?;
+    if bytes.len() > max {
+        return Err(ShimError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Where a tracked item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryState {
+    /// Handed to the copytool, not ended.
+    Running,
+    /// Ended with `status`; its `done` is unsent (`inflight: None`) or sent as
+    /// request `inflight` and not yet acknowledged.
+    Ended {
+        /// 0 or a positive errno.
+        status: i32,
+        /// Request id of the `done` carrying it.
+        inflight: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    item: WireItem,
+    state: EntryState,
+}
+
+/// Every item received and not yet acknowledged as done, by key.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    map: BTreeMap<Key, Entry>,
+}
+
+impl Tracker {
+    /// Records the items of a batch; returns those to hand to the copytool.
+    /// CANCEL items are delivered but not tracked (their key is the original
+    /// request's); an item whose key is already tracked is not delivered twice.
+    pub fn admit(&mut self, items: Vec<WireItem>) -> Vec<WireItem> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if item.action == HSMA_CANCEL {
+                out.push(item);
+                continue;
+            }
+            let key = Key::of(&item);
+            if self.map.contains_key(&key) {
+                log_warn!(
+                    "coordinatoold sent cookie {:#x} fid {} again while it is still tracked here; not delivering it twice",
+                    key.cookie,
+                    key.dfid
+                );
+                continue;
+            }
+            self.map.insert(
+                key,
+                Entry {
+                    item: item.clone(),
+                    state: EntryState::Running,
+                },
+            );
+            out.push(item);
+        }
+        out
+    }
+
+    /// Marks a running item ended. Unknown or already-ended keys are a no-op
+    /// (a CANCEL and its action both ending): returns whether it was running.
+    pub fn end(&mut self, key: Key, status: i32) -> bool {
+        match self.map.get_mut(&key) {
+            Some(e) if e.state == EntryState::Running => {
+                e.state = EntryState::Ended {
+                    status,
+                    inflight: None,
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Completions not yet sent.
+    pub fn unsent(&self) -> Vec<Done> {
+        self.map
+            .iter()
+            .filter_map(|(k, e)| match e.state {
+                EntryState::Ended {
+                    status,
+                    inflight: None,
+                } => Some(Done {
+                    cookie: k.cookie,
+                    dfid: k.dfid,
+                    status,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Records that these completions went out as request `id`.
+    pub fn mark_inflight(&mut self, dones: &[Done], id: u64) {
+        for d in dones {
+            let key = Key {
+                cookie: d.cookie,
+                dfid: d.dfid,
+            };
+            if let Some(Entry {
+                state: EntryState::Ended { inflight, .. },
+                ..
+            }) = self.map.get_mut(&key)
+            {
+                *inflight = Some(id);
+            }
+        }
+    }
+
+    /// Whether request `id` carries completions.
+    pub fn is_inflight_id(&self, id: u64) -> bool {
+        self.map
+            .values()
+            .any(|e| matches!(e.state, EntryState::Ended { inflight: Some(i), .. } if i == id))
+    }
+
+    /// Whether any completion awaits its acknowledgement.
+    pub fn has_inflight(&self) -> bool {
+        self.map.values().any(|e| {
+            matches!(
+                e.state,
+                EntryState::Ended {
+                    inflight: Some(_),
+                    ..
+                }
+            )
+        })
+    }
+
+    /// The daemon acknowledged request `id`: forget its completions.
+    pub fn acked(&mut self, id: u64) -> usize {
+        let before = self.map.len();
+        self.map.retain(
+            |_, e| !matches!(e.state, EntryState::Ended { inflight: Some(i), .. } if i == id),
+        );
+        before - self.map.len()
+    }
+
+    /// After a disconnect: every sent-but-unacknowledged completion is unsent again.
+    pub fn reset_inflight(&mut self) {
+        for e in self.map.values_mut() {
+            if let EntryState::Ended { inflight, .. } = &mut e.state {
+                *inflight = None;
+            }
+        }
+    }
+
+    /// What `ehlo` announces as running: every tracked item.
+    pub fn running_list(&self) -> Vec<WireItem> {
+        self.map.values().map(|e| e.item.clone()).collect()
+    }
+
+    /// Number of tracked items.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// State of one key.
+    pub fn state(&self, key: &Key) -> Option<EntryState> {
+        self.map.get(key).map(|e| e.state)
+    }
+}
+
+/// An encoded HAL ready for the copytool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyHal {
+    /// The `hsm_action_list` bytes.
+    pub bytes: Vec<u8>,
+    /// Number of items.
+    pub items: usize,
+}
+
+/// State shared between the worker, the copytool's threads and the exports.
+#[derive(Debug)]
+pub struct Shared {
+    /// The settings.
+    pub cfg: SessionConfig,
+    stop: AtomicBool,
+    ready: Mutex<VecDeque<ReadyHal>>,
+    ready_fd: OwnedFd,
+    comp_r: OwnedFd,
+    comp_w: OwnedFd,
+    pid: u32,
+    first: Mutex<Option<Result<(), String>>>,
+    first_cv: Condvar,
+    connected: AtomicBool,
+    connects: AtomicU64,
+    tracked: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Whether the session is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The pid that started the session.
+    pub fn owner_pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the worker is connected and past `ehlo`.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Successful handshakes so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::SeqCst)
+    }
+
+    /// Items received and not yet acknowledged as done (running, or ended
+    /// with the completion not yet acknowledged), as of the worker's last pass.
+    pub fn tracked(&self) -> usize {
+        self.tracked.load(Ordering::SeqCst)
+    }
+
+    /// The fd that is readable exactly while a HAL is ready (for poll only).
+    pub fn ready_fd(&self) -> RawFd {
+        self.ready_fd.as_raw_fd()
+    }
+
+    fn post(&self, kind: u32, key: Key, status: i32) -> bool {
+        let rec = encode_record(kind, key, status);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match sys::write_some(self.comp_w.as_raw_fd(), &rec) {
+                Ok(RECORD_LEN) => return true,
+                Ok(n) => {
+                    log_error!("short write of a completion record ({n} of {RECORD_LEN} bytes)");
+                    return false;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if kind == REC_WAKE {
+                        // The worker has plenty to read already: it is awake.
+                        return true;
+                    }
+                    if self.stopping() || Instant::now() >= deadline {
+                        log_error!(
+                            "completion of cookie {:#x} fid {} dropped: the completion pipe stayed full",
+                            key.cookie,
+                            key.dfid
+                        );
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => {
+                    log_error!("cannot queue a completion: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Queues a completion for the daemon (0 or a positive errno). Returns at
+    /// once; safe from any thread and from a forked child.
+    pub fn post_done(&self, key: Key, status: i32) -> bool {
+        log_debug!(
+            "queueing done cookie={:#x} fid={} status={status}",
+            key.cookie,
+            key.dfid
+        );
+        self.post(REC_DONE, key, status)
+    }
+
+    /// Wakes the worker.
+    pub fn wake(&self) {
+        let key = Key {
+            cookie: 0,
+            dfid: WireFid {
+                seq: 0,
+                oid: 0,
+                ver: 0,
+            },
+        };
+        self.post(REC_WAKE, key, 0);
+    }
+
+    /// Takes the ready HAL: waits for one unless `nonblock` (then
+    /// [`ShimError::Again`]); [`ShimError::Shutdown`] once stopping;
+    /// [`ShimError::Interrupted`] when a signal handler ran while waiting (as
+    /// the real library's blocking `read` without `SA_RESTART`), so copytools
+    /// that stop on a signal flag get back control.
+    pub fn take(&self, nonblock: bool) -> Result<ReadyHal, ShimError> {
+        loop {
+            {
+                let mut q = lock(&self.ready);
+                if let Some(h) = q.pop_front() {
+                    if q.is_empty() {
+                        sys::eventfd_clear(&self.ready_fd);
+                    }
+                    drop(q);
+                    // The worker sends the next recv now that the queue is empty.
+                    self.wake();
+                    return Ok(h);
+                }
+            }
+            if self.stopping() {
+                return Err(ShimError::Shutdown);
+            }
+            if nonblock {
+                return Err(ShimError::Again);
+            }
+            // Wait on the ready fd (the worker makes it readable when a HAL
+            // arrives, and on stop) in bounded slices: a stop flagged from a
+            // signal handler is noticed within one slice.
+            match sys::poll_readable_intr([self.ready_fd.as_raw_fd()], Duration::from_millis(500)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    return Err(ShimError::Interrupted);
+                }
+                Err(source) => {
+                    return Err(ShimError::Sys {
+                        call: "poll",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn push_ready(&self, hal: ReadyHal) {
+        let mut q = lock(&self.ready);
+        q.push_back(hal);
+        if q.len() == 1 {
+            if let Err(e) = sys::eventfd_add(&self.ready_fd, 1) {
+                log_error!("cannot signal the ready fd: {e}");
+            }
+        }
+        drop(q);
+    }
+
+    fn ready_is_empty(&self) -> bool {
+        lock(&self.ready).is_empty()
+    }
+
+    fn set_first(&self, outcome: Result<(), String>) {
+        let mut f = lock(&self.first);
+        if f.is_none() {
+            *f = Some(outcome);
+            self.first_cv.notify_all();
+        }
+    }
+}
+
+/// A started session: the shared state and the worker thread.
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Session {
+    /// Creates the fds and starts the worker, which connects in the background.
+    pub fn start(cfg: SessionConfig) -> Result<Session, ShimError> {
+        let ready_fd = sys::eventfd()?;
+        let (comp_r, comp_w) = sys::pipe()?;
+        let shared = Arc::new(Shared {
+            cfg,
+            stop: AtomicBool::new(false),
+            ready: Mutex::new(VecDeque::new()),
+            ready_fd,
+            comp_r,
+            comp_w,
+            pid: sys::pid(),
+            first: Mutex::new(None),
+            first_cv: Condvar::new(),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            tracked: AtomicUsize::new(0),
+        });
+        let for_worker = Arc::clone(&shared);
+        let worker = std::thread::Builder::new()
+            .name("coordinatool-preload".into())
+            .spawn(move || {
+                block_signals();
+                let mut w = Worker {
+                    shared: for_worker,
+                    tracker: Tracker::default(),
+                    partial: Vec::new(),
+                };
+                w.run();
+            })
+            .map_err(|source| ShimError::Sys {
+                call: "pthread_create",
+                source,
+            })?;
+        Ok(Session {
+            shared,
+            worker: Some(worker),
+        })
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Waits (at most `timeout`) for the outcome of the first connection attempt.
+    pub fn wait_first_attempt(&self, timeout: Duration) -> Option<Result<(), String>> {
+        let deadline = Instant::now() + timeout;
+        let mut f = lock(&self.shared.first);
+        loop {
+            if let Some(outcome) = f.as_ref() {
+                return Some(outcome.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            f = self
+                .shared
+                .first_cv
+                .wait_timeout(f, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops the worker: it flushes pending completions (for up to 2 s if
+    /// connected) and closes the connection. Waits up to `timeout` for it,
+    /// then lets it finish on its own. In a forked child (which has no
+    /// worker) nothing is waited for.
+    pub fn stop(&mut self, timeout: Duration) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake();
+        // Wake copytool threads blocked in recv (they then see the stop).
+        let _ = sys::eventfd_add(&self.shared.ready_fd, 1);
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        if sys::pid() != self.shared.pid {
+            // The thread does not exist in this process: never touch it.
+            std::mem::forget(worker);
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        while !worker.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if worker.is_finished() {
+            if worker.join().is_err() {
+                log_error!("the shim's background thread panicked");
+            }
+        } else {
+            log_warn!(
+                "the shim's background thread did not stop within {timeout:?}; leaving it to finish"
+            );
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+    }
+}
+
+/// Blocks asynchronous signals in the calling (worker) thread so the host's
+/// handlers run on its own threads.
+fn block_signals() {
+    // SAFETY: sigset_t is plain data; sigfillset initialises it fully.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t.
+    unsafe { libc::sigfillset(&mut set) };
+    for sig in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGABRT,
+    ] {
+        // SAFETY: set is a valid, initialised sigset_t.
+        unsafe { libc::sigdelset(&mut set, sig) };
+    }
+    // SAFETY: set is valid; the old mask is not wanted (NULL is allowed).
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        log_warn!("cannot block signals in the shim's thread (error {rc})");
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    tracker: Tracker,
+    partial: Vec<u8>,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let addr = self.shared.cfg.addr();
+        let first = self.shared.cfg.first_backoff;
+        let max = self.shared.cfg.max_backoff;
+        let mut backoff = first;
+        let mut failures: u64 = 0;
+        let mut last_log: Option<Instant> = None;
+        loop {
+            self.drain();
+            if self.shared.stopping() {
+                break;
+            }
+            let started = Instant::now();
+            match self.open() {
+                Ok(mut conn) => {
+                    if failures > 0 {
+                        log_info!(
+                            "connected to coordinatoold at {addr} after {failures} failed attempt(s)"
+                        );
+                    }
+                    failures = 0;
+                    last_log = None;
+                    self.shared.set_first(Ok(()));
+                    self.shared.connects.fetch_add(1, Ordering::SeqCst);
+                    self.shared.connected.store(true, Ordering::SeqCst);
+                    let res = self.serve(&mut conn);
+                    self.shared.connected.store(false, Ordering::SeqCst);
+                    self.tracker.reset_inflight();
+                    match res {
+                        Ok(()) => break,
+                        Err(e) => {
+                            log_warn!(
+                                "connection to coordinatoold at {addr} lost: {e}; reconnecting ({} item(s) tracked)",
+                                self.tracker.len()
+                            );
+                            if started.elapsed() > Duration::from_secs(10) {
+                                backoff = first;
+                            } else {
+                                self.pause(backoff);
+                                backoff = (backoff * 2).min(max);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if last_log.is_none_or(|t: Instant| t.elapsed() >= max) {
+                        log_warn!(
+                            "coordinatoold at {addr} unreachable: {e}; retrying every {}s at most (attempt {failures}); the copytool keeps running",
+                            max.as_secs_f32()
+                        );
+                        last_log = Some(Instant::now());
+                    }
+                    self.shared.set_first(Err(e.to_string()));
+                    self.pause(backoff);
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+        self.drain();
+        let left = self.tracker.len();
+        if left > 0 {
+            log_warn!(
+                "stopping with {left} item(s) not acknowledged by coordinatoold; it hands them out again after its client grace period"
+            );
+        }
+    }
+
+    /// Waits `d`, draining completions and returning early when stopping.
+    fn pause(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        loop {
+            self.drain();
+            let now = Instant::now();
+            if self.shared.stopping() || now >= deadline {
+                return;
+            }
+            let _ = sys::poll_readable([self.shared.comp_r.as_raw_fd()], deadline - now);
+        }
+    }
+
+    /// Reads every queued completion record into the tracker.
+    fn drain(&mut self) {
+        self.drain_records();
+        self.shared
+            .tracked
+            .store(self.tracker.len(), Ordering::SeqCst);
+    }
+
+    fn drain_records(&mut self) {
+        let mut buf = [0u8; RECORD_LEN * 128];
+        loop {
+            match sys::read_some(self.shared.comp_r.as_raw_fd(), &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    self.partial.extend_from_slice(&buf[..n]);
+                    let whole = self.partial.len() / RECORD_LEN * RECORD_LEN;
+                    let records: Vec<u8> = self.partial.drain(..whole).collect();
+                    for rec in records.chunks_exact(RECORD_LEN) {
+                        let (kind, key, status) = decode_record(rec);
+                        if kind != REC_DONE {
+                            continue;
+                        }
+                        if self.tracker.end(key, status) {
+                            log_debug!(
+                                "done cookie={:#x} fid={} status={status}",
+                                key.cookie,
+                                key.dfid
+                            );
+                        } else {
+                            log_debug!(
+                                "completion for cookie {:#x} fid {} ignored: not running here (already ended, or a cancel)",
+                                key.cookie,
+                                key.dfid
+                            );
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log_error!("reading the completion pipe failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open(&mut self) -> Result<crate::conn::Conn, ShimError> {
+        let cfg = &self.shared.cfg;
+        let mut conn = crate::conn::Conn::connect(&cfg.host, cfg.port, cfg.connect_timeout)?;
+        let running = self.tracker.running_list();
+        let announced = running.len();
+        let reply = conn.hello(Ehlo {
+            protocol_version: PROTOCOL_VERSION,
+            client_id: cfg.client_id.clone(),
+            role: Role::Agent,
+            fsname: Some(cfg.fsname.clone()),
+            archive_ids: cfg.archive_ids.clone(),
+            running,
+        })?;
+        if reply.fsname != cfg.fsname {
+            log_warn!(
+                "coordinatoold serves filesystem {:?} but this copytool's mount is {:?}",
+                reply.fsname,
+                cfg.fsname
+            );
+        }
+        log_info!(
+            "connected to coordinatoold {} at {} as {:?} (archive ids {:?}; {} running item(s) announced, {} kept)",
+            reply.server_version,
+            conn.addr(),
+            cfg.client_id,
+            cfg.archive_ids,
+            announced,
+            reply.running_kept
+        );
+        Ok(conn)
+    }
+
+    fn serve(&mut self, conn: &mut crate::conn::Conn) -> Result<(), ShimError> {
+        let answer_limit = Duration::from_millis(self.shared.cfg.recv_wait_ms) + ANSWER_SLACK;
+        let mut recv_out: Option<u64> = None;
+        let mut last_rx = Instant::now();
+        let mut stop_deadline: Option<Instant> = None;
+        loop {
+            self.drain();
+            let outstanding_before = recv_out.is_some() || self.tracker.has_inflight();
+            let unsent = self.tracker.unsent();
+            if !unsent.is_empty() {
+                let body = if unsent.len() == 1 {
+                    Request::Done(unsent[0])
+                } else {
+                    Request::DoneBatch(unsent.clone())
+                };
+                let id = conn.send(body)?;
+                self.tracker.mark_inflight(&unsent, id);
+                if !outstanding_before {
+                    last_rx = Instant::now();
+                }
+            }
+            let stopping = self.shared.stopping();
+            if stopping {
+                let dl =
+                    *stop_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
+                if !self.tracker.has_inflight() || Instant::now() >= dl {
+                    return Ok(());
+                }
+            } else if recv_out.is_none() && self.shared.ready_is_empty() {
+                let cfg = &self.shared.cfg;
+                let id = conn.send(Request::Recv(Recv {
+                    max_archive: cfg.max_archive,
+                    max_restore: cfg.max_restore,
+                    max_remove: cfg.max_remove,
+                    max_bytes: cfg.hal_size,
+                    wait_ms: Some(cfg.recv_wait_ms),
+                }))?;
+                recv_out = Some(id);
+                if !outstanding_before {
+                    last_rx = Instant::now();
+                }
+            }
+            let outstanding = recv_out.is_some() || self.tracker.has_inflight();
+            if outstanding && last_rx.elapsed() > answer_limit {
+                return Err(ShimError::Timeout {
+                    addr: conn.addr().to_string(),
+                    secs: answer_limit.as_secs(),
+                });
+            }
+            let wait = if stopping {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_secs(1)
+            };
+            let [sock, _] = sys::poll_readable([conn.fd(), self.shared.comp_r.as_raw_fd()], wait)
+                .map_err(|source| ShimError::Sys {
+                call: "poll",
+                source,
+            })?;
+            if sock {
+                conn.fill()?;
+                last_rx = Instant::now();
+                while let Some(reply) = conn.next_reply()? {
+                    self.on_reply(reply, &mut recv_out)?;
+                }
+                self.shared
+                    .tracked
+                    .store(self.tracker.len(), Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        reply: ResponseFrame,
+        recv_out: &mut Option<u64>,
+    ) -> Result<(), ShimError> {
+        if Some(reply.id) == *recv_out {
+            *recv_out = None;
+            return match reply.body {
+                Reply::Ok(Response::Batch(b)) => {
+                    self.on_batch(b);
+                    Ok(())
+                }
+                Reply::Ok(other) => Err(ShimError::Unexpected {
+                    op: "recv",
+                    got: format!("{other:?}"),
+                }),
+                Reply::Err(reply) => Err(ShimError::Refused { op: "recv", reply }),
+            };
+        }
+        if self.tracker.is_inflight_id(reply.id) {
+            match reply.body {
+                Reply::Ok(Response::Done) => {
+                    let n = self.tracker.acked(reply.id);
+                    log_debug!("{n} completion(s) acknowledged");
+                }
+                Reply::Ok(other) => {
+                    return Err(ShimError::Unexpected {
+                        op: "done",
+                        got: format!("{other:?}"),
+                    });
+                }
+                Reply::Err(e) => {
+                    let n = self.tracker.acked(reply.id);
+                    log_warn!(
+                        "coordinatoold refused {n} completion(s): {e}; not sending them again"
+                    );
+                }
+            }
+            return Ok(());
+        }
+        log_debug!(
+            "ignoring an answer to request {} (not outstanding)",
+            reply.id
+        );
+        Ok(())
+    }
+
+    fn on_batch(&mut self, b: coordinatool_protocol::Batch) {
+        if b.items.is_empty() {
+            return; // the long poll ran out
+        }
+        let fresh = self.tracker.admit(b.items);
+        if fresh.is_empty() {
+            return;
+        }
+        let n = fresh.len();
+        let fsname = if b.fsname.is_empty() {
+            self.shared.cfg.fsname.clone()
+        } else {
+            b.fsname
+        };
+        let list = ActionList {
+            flags: b.flags,
+            archive_id: b.archive_id,
+            fsname,
+            items: fresh.iter().cloned().map(ActionItem::from).collect(),
+        };
+        match build_hal(&list, self.shared.cfg.hal_size as usize) {
+            Ok(bytes) => {
+                log_debug!(
+                    "batch of {n} item(s) for archive {} ready ({} bytes)",
+                    list.archive_id,
+                    bytes.len()
+                );
+                self.shared.push_ready(ReadyHal { bytes, items: n });
+            }
+            Err(e) => {
+                let status = -e.to_neg_errno();
+                log_error!(
+                    "cannot hand a batch of {n} item(s) to the copytool: {e}; reporting them failed (errno {status})"
+                );
+                for item in &fresh {
+                    if item.action != HSMA_CANCEL {
+                        self.tracker.end(Key::of(item), status);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// An item with the given action, cookie and fid oid, no data.
+    pub(crate) fn item(action: u32, cookie: u64, oid: u32) -> WireItem {
+        item_data(action, cookie, oid, b"")
+    }
+
+    /// An item with data.
+    pub(crate) fn item_data(action: u32, cookie: u64, oid: u32, data: &[u8]) -> WireItem {
+        let fid = WireFid {
+            seq: 0x200000401,
+            oid,
+            ver: 0,
+        };
+        WireItem {
+            action,
+            fid,
+            dfid: fid,
+            extent_offset: 0,
+            extent_length: u64::MAX,
+            cookie,
+            gid: 0,
+            data: data.to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::item_data as item;
+    use super::*;
+
+    #[test]
+    fn record_round_trip() {
+        let key = Key::of(&item(20, 0xdead_beef_0001, 7, b""));
+        let rec = encode_record(REC_DONE, key, -5);
+        assert_eq!(decode_record(&rec), (REC_DONE, key, -5));
+    }
+
+    #[test]
+    fn hal_from_batch_decodes_back_with_cancel_items() {
+        let items = vec![
+            item(20, 1, 1, b"some data"),
+            item(23, 2, 2, b""),
+            item(21, 3, 3, b"x\0y"),
+        ];
+        let list = ActionList {
+            flags: 4,
+            archive_id: 3,
+            fsname: "testfs".into(),
+            items: items.iter().cloned().map(ActionItem::from).collect(),
+        };
+        let bytes = build_hal(&list, 1 << 20).unwrap();
+        let back = ActionList::decode(&bytes).unwrap();
+        assert_eq!(back, list);
+        let wire: Vec<WireItem> = back.items.iter().map(WireItem::from).collect();
+        assert_eq!(wire, items);
+        assert_eq!(back.items[1].action.as_u32(), HSMA_CANCEL);
+        let err = build_hal(&list, bytes.len() - 1).unwrap_err();
+        assert_eq!(err.to_neg_errno(), -libc::EMSGSIZE);
+        let mut bad = list.clone();
+        bad.fsname.clear();
+        assert_eq!(
+            build_hal(&bad, 1 << 20).unwrap_err().to_neg_errno(),
+            -libc::EPROTO
+        );
+    }
+
+    #[test]
+    fn tracker_lifecycle() {
+        let mut t = Tracker::default();
+        let a = item(20, 1, 1, b"");
+        let b = item(21, 2, 2, b"");
+        let cancel_a = item(23, 1, 1, b"");
+        let got = t.admit(vec![a.clone(), b.clone()]);
+        assert_eq!(got.len(), 2);
+        // A duplicate is not delivered; a cancel is delivered but not tracked.
+        let got = t.admit(vec![a.clone(), cancel_a.clone()]);
+        assert_eq!(got, vec![cancel_a]);
+        assert_eq!(t.len(), 2);
+        assert!(t.end(Key::of(&a), 0));
+        // Second end of the same key (cancel + action): no-op, never a crash.
+        assert!(!t.end(Key::of(&a), 125));
+        assert!(!t.end(Key::of(&item(20, 99, 9, b"")), 0));
+        let unsent = t.unsent();
+        assert_eq!(unsent.len(), 1);
+        assert_eq!(unsent[0].status, 0);
+        t.mark_inflight(&unsent, 7);
+        assert!(t.is_inflight_id(7) && t.has_inflight());
+        assert!(t.unsent().is_empty());
+        // Disconnect: it becomes unsent again, and is still announced.
+        t.reset_inflight();
+        assert_eq!(t.unsent().len(), 1);
+        assert_eq!(t.running_list().len(), 2);
+        t.mark_inflight(&t.unsent(), 8);
+        assert_eq!(t.acked(7), 0);
+        assert_eq!(t.acked(8), 1);
+        assert_eq!(t.state(&Key::of(&a)), None);
+        assert_eq!(t.state(&Key::of(&b)), Some(EntryState::Running));
+        assert_eq!(t.running_list(), vec![b]);
+    }
+}

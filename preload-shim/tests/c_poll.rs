@@ -1,0 +1,164 @@
+//! An unmodified-style C copytool under `LD_PRELOAD`: non-blocking `recv`,
+//! `poll` on `llapi_hsm_copytool_get_fd`, a HAL read by C, begin failure
+//! reported as a done, unregister. The "real" liblustreapi is a small C stub
+//! (`tests/c/stub_lustreapi.c`) that checks the handle's `mnt_fd` and
+//! `open_by_fid_fd` at Lustre's offsets.
+
+mod common;
+
+use common::{Event, FakeDaemon, T, batch, item};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+fn shim_path() -> PathBuf {
+    let dir = profile_dir();
+    for p in [
+        dir.join("libcoordinatool_preload.so"),
+        dir.join("deps/libcoordinatool_preload.so"),
+    ] {
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "libcoordinatool_preload.so not found under {}",
+        dir.display()
+    );
+}
+
+fn gcc(args: &[&std::ffi::OsStr]) {
+    let st = Command::new("gcc")
+        .args(["-Wall", "-Werror", "-O0"])
+        .args(args)
+        .status()
+        .expect("gcc must be installed");
+    assert!(st.success(), "gcc {args:?} failed");
+}
+
+/// Builds the stub "real" library (SONAME liblustreapi.so.1) in `lib/` and the
+/// copytool linked against it.
+fn build(tmp: &Path) -> (PathBuf, PathBuf) {
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+    let lib = tmp.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let so = lib.join("liblustreapi.so.1");
+    gcc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-Wl,-soname,liblustreapi.so.1".as_ref(),
+        "-o".as_ref(),
+        so.as_os_str(),
+        c.join("stub_lustreapi.c").as_os_str(),
+    ]);
+    std::os::unix::fs::symlink("liblustreapi.so.1", lib.join("liblustreapi.so")).unwrap();
+    let exe = tmp.join("poll_copytool");
+    let ldir = format!("-L{}", lib.display());
+    gcc(&[
+        "-o".as_ref(),
+        exe.as_os_str(),
+        c.join("poll_copytool.c").as_os_str(),
+        ldir.as_ref(),
+        "-llustreapi".as_ref(),
+    ]);
+    (exe, lib)
+}
+
+#[test]
+fn c_copytool_polls_get_fd_and_receives_a_hal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("testfs");
+    std::fs::create_dir_all(mnt.join(".lustre/fid")).unwrap();
+    let conf = tmp.path().join("empty.conf");
+    std::fs::write(&conf, "# test\nverbose debug\n").unwrap();
+    let (exe, lib) = build(tmp.path());
+
+    let d = FakeDaemon::start();
+    let child = Command::new(&exe)
+        .arg(&mnt)
+        .arg("2")
+        .env("LD_PRELOAD", shim_path())
+        .env("LD_LIBRARY_PATH", &lib)
+        .env("COORDINATOOL_CONF", &conf)
+        .env("COORDINATOOL_HOST", "127.0.0.1")
+        .env("COORDINATOOL_PORT", d.port.to_string())
+        .env("COORDINATOOL_CLIENT_ID", "c-mover")
+        .env("COORDINATOOL_HAL_SIZE", "8K")
+        .env("COORDINATOOL_PRELOAD_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ev = d.wait_for("ehlo and recv from the C copytool", T, |e| {
+        e.iter().any(|x| matches!(x, Event::Recv(..)))
+    });
+    let Event::Ehlo(_, ehlo) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(ehlo.client_id, "c-mover");
+    assert_eq!(ehlo.archive_ids, vec![2]);
+    // Found with the real llapi_search_fsname (the stub's).
+    assert_eq!(ehlo.fsname.as_deref(), Some("stubfs"));
+    let Event::Recv(_, recv) = &ev[1] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(recv.max_bytes, 8192);
+
+    let it = item(20, 4242, 5);
+    d.push_batch(batch(2, vec![it.clone(), item(20, 4243, 6)]));
+    d.wait_for("both dones", T, |e| {
+        e.iter().filter(|x| matches!(x, Event::Done(..))).count() >= 2
+    });
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let expect = [
+        "register 0",
+        "recv_before -11",
+        "get_fd_ok 1",
+        "poll 1 1",
+        "recv 0",
+        "hal_count 2",
+        "hal_archive_id 2",
+        "hal_fsname testfs",
+        "aligned 1",
+        "first_cookie 4242",
+        "poll_after 0",
+        "stub begin 4242 0",
+        "begin1 0",
+        "stub begin 4243 -2",
+        "begin2 -2",
+        "stub end 4242 0",
+        "end1 0 1",
+        "end_again -22",
+        "unregister 0 1",
+        "unregister_again -22",
+    ];
+    for line in expect {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing {line:?} in:\n{stdout}\nstderr:\n{stderr}"
+        );
+    }
+    let done = d.dones().into_iter().find(|x| x.cookie == 4242).unwrap();
+    assert_eq!((done.status, done.dfid), (0, it.dfid));
+    // The failed begin is reported with its errno (ENOENT).
+    let failed = d.dones().into_iter().find(|x| x.cookie == 4243).unwrap();
+    assert_eq!(failed.status, 2);
+    // Exactly two dones: ending an already-ended action is a no-op.
+    assert_eq!(d.dones().len(), 2, "{:?}", d.dones());
+    assert!(stderr.contains("coordinatool-preload["), "{stderr}");
+}
