@@ -31,7 +31,7 @@ pub mod kuc;
 pub mod llapi;
 pub mod sys;
 
-pub use action::HsmAction;
+pub use action::{HsmAction, flags};
 pub use active_requests::{ActiveRequest, ActiveRequestError};
 pub use fid::{Fid, FidParseError};
 pub use hal::{ActionItem, ActionList, Extent, HalError, split_into_hals};
