@@ -18,18 +18,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: coordinatool-demo [--files N] [--keep]
-  --files N   number of files to create (default 200)
-  --keep      keep the temporary folder and print its path";
+const USAGE: &str = "usage: coordinatool-demo [--files N] [--mover-delay-ms N] [--keep]
+  --files N            number of files to create (default 400)
+  --mover-delay-ms N   time each mover spends per item, standing in for tape
+                       or network latency, so progress is visible (default 100)
+  --keep               keep the temporary folder and print its path";
 
 struct Args {
     files: usize,
+    mover_delay_ms: u32,
     keep: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        files: 200,
+        files: 400,
+        mover_delay_ms: 100,
         keep: false,
     };
     let mut it = std::env::args().skip(1);
@@ -42,6 +46,12 @@ fn parse_args() -> Result<Args, String> {
                     .ok()
                     .filter(|&n| n > 0 && n <= 100_000)
                     .ok_or(format!("--files: {v:?} is not a number from 1 to 100000"))?;
+            }
+            "--mover-delay-ms" => {
+                let v = it.next().ok_or("--mover-delay-ms needs a number")?;
+                args.mover_delay_ms = v.parse().ok().filter(|&n| n <= 60_000).ok_or(format!(
+                    "--mover-delay-ms: {v:?} is not a number from 0 to 60000"
+                ))?;
             }
             "--keep" => args.keep = true,
             "-h" | "--help" => return Err(String::new()),
@@ -159,7 +169,7 @@ fn phase(
                 files.len()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     progress.finish(name, files.len(), start.elapsed());
     Ok(())
@@ -182,6 +192,13 @@ fn run(args: &Args) -> Result<()> {
         stack.start_agent(AgentOptions {
             client_id: id.into(),
             archives: vec![1],
+            extra_args: vec!["--delay-ms".into(), args.mover_delay_ms.to_string()],
+            // Each mover runs at most 8 items at once (its fanout), so both take part.
+            env: vec![
+                ("COORDINATOOL_MAX_ARCHIVE".into(), "8".into()),
+                ("COORDINATOOL_MAX_RESTORE".into(), "8".into()),
+                ("COORDINATOOL_MAX_REMOVE".into(), "8".into()),
+            ],
             ..AgentOptions::default()
         })?;
     }

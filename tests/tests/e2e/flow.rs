@@ -112,3 +112,24 @@ fn archive_ids_route_and_survive_restart() {
         }
     }
 }
+
+/// A copytool that registers with O_NONBLOCK and drives recv with poll() on
+/// llapi_hsm_copytool_get_fd works under the shim.
+#[test]
+fn nonblocking_copytool_with_poll() {
+    let mut s = stack();
+    s.start_daemon().unwrap();
+    s.start_agent(AgentOptions {
+        client_id: "nb".into(),
+        extra_args: vec!["--nonblock".into()],
+        ..AgentOptions::default()
+    })
+    .unwrap();
+    wait_agents(&s, 1).unwrap();
+    let files = s.make_files("nb", 40, 16).unwrap();
+    s.hsm("hsm_archive", &files, &[]).unwrap();
+    archived(&s, &files).unwrap();
+    s.hsm("hsm_remove", &files, &[]).unwrap();
+    s.wait_flags(&files, 0, HS_ARCHIVED, T).unwrap();
+    s.wait_mdt_idle(T).unwrap();
+}
