@@ -199,7 +199,6 @@ fn run(args: &Args) -> Result<()> {
                 ("COORDINATOOL_MAX_RESTORE".into(), "8".into()),
                 ("COORDINATOOL_MAX_REMOVE".into(), "8".into()),
             ],
-            ..AgentOptions::default()
         })?;
     }
     coordinatool_tests::wait_until("both movers to connect", Duration::from_secs(30), || {
