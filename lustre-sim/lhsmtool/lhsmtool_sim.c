@@ -7,13 +7,22 @@
  *
  * Usage: lhsmtool-sim [--archive N]... --hsm-root DIR [--fanout N]
  *          [--delay-ms N] [--wait-file PATH] [--fail-every N] [--nonblock]
- *          MOUNTPOINT
+ *          [--noop] [--trace FILE] MOUNTPOINT
  *
- * Archive copies live in DIR/<fid without braces>. Every finished action is
- * logged on one stderr line:
- *   lhsmtool-sim: ARCHIVE [fid] cookie=0x.. rc=0 errval=0
+ * Archive copies live in DIR/<fid without braces>. The stderr log is
+ * machine-readable (one write per line, see lustre-sim/README.md):
+ *   lhsmtool-sim: HAL archive_id=1 flags=0x0 items=3
+ * for every action list received, and for every finished item
+ *   lhsmtool-sim: ARCHIVE [fid] cookie=0x.. rc=0 errval=0 data=7461673d00
  * where rc is the return of llapi_hsm_action_end (or of the call that
- * failed first) and errval what was reported to action_end.
+ * failed first, named by an `at=` word before rc), errval what was reported
+ * to action_end and data the item's hai_data in lowercase hex.
+ *
+ * --noop: no data work (benchmarks): begin + end(0) only; RESTORE sizes
+ * the volatile file like the original (sparse zeros) instead of copying.
+ * --trace FILE: append "<cookie hex> <fid> <CLOCK_REALTIME ns>" for every
+ * item when llapi_hsm_copytool_recv returns it (buffered; flushed every
+ * 100 ms and at exit).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +32,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +45,8 @@
 #define MAX_ARCHIVES 64
 #define CHUNK (1 << 20)
 #define MAX_RUNNING 4096
+#define MAX_DATA 4096 /* the kernel's limit on hai_data */
+#define LOG_LINE (2 * MAX_DATA + 1024)
 
 static struct {
 	int archives[MAX_ARCHIVES];
@@ -46,7 +58,12 @@ static struct {
 	const char *wait_file;
 	long fail_every;
 	bool nonblock;
+	bool noop;
+	const char *trace;
 } opt = { .fanout = 8 };
+
+/* --trace output; stdio locks the stream, so the flusher may fflush it. */
+static FILE *trace_out;
 
 static char fsname[MAX_OBD_NAME + 1];
 static int mnt_fd = -1;
@@ -73,7 +90,7 @@ static int n_cancelled;
 static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_msg(const char *fmt, ...)
 {
-	char buf[1024];
+	char buf[LOG_LINE];
 	va_list ap;
 	int n;
 
@@ -88,6 +105,26 @@ static void log_msg(const char *fmt, ...)
 	/* One write per line so lines never interleave. */
 	if (write(STDERR_FILENO, buf, n) < 0)
 		return;
+}
+
+/* Lowercase hex of an item's hai_data into buf (at least 2 * MAX_DATA + 1). */
+static const char *data_hex(const struct hsm_action_item *hai, char *buf)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t head = offsetof(struct hsm_action_item, hai_data);
+	size_t len = hai->hai_len > head ? hai->hai_len - head : 0;
+	size_t i;
+
+	if (len > MAX_DATA)
+		len = MAX_DATA;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)hai->hai_data[i];
+
+		buf[2 * i] = digits[c >> 4];
+		buf[2 * i + 1] = digits[c & 0xf];
+	}
+	buf[2 * len] = '\0';
+	return buf;
 }
 
 static void mark_cancelled(__u64 cookie)
@@ -290,12 +327,44 @@ static void wait_for_file(void)
 		sleep_ms(20);
 }
 
+/* The per-item result line; `at` names the call that failed (or NULL). */
+static void result(const struct hsm_action_item *hai, const char *at, int rc,
+		   int errval)
+{
+	char hex[2 * MAX_DATA + 1];
+
+	log_msg("lhsmtool-sim: %s " DFID " cookie=%#llx%s%s rc=%d errval=%d data=%s",
+		hsm_copytool_action2name(hai->hai_action), PFID(&hai->hai_fid),
+		(unsigned long long)hai->hai_cookie, at != NULL ? " at=" : "",
+		at != NULL ? at : "", rc, errval, data_hex(hai, hex));
+}
+
+/* --noop RESTORE: no copy; the volatile file gets the original's size
+ * (sparse zeros, what a released file reads as). Best effort. */
+static int noop_restore(struct hsm_copyaction_private *hcp,
+			const struct lu_fid *fid)
+{
+	struct stat st;
+	int src, dst, rc = 0;
+
+	src = llapi_open_by_fid(opt.mnt, fid, O_RDONLY | O_NONBLOCK);
+	if (src < 0)
+		return 0;
+	dst = llapi_hsm_action_get_fd(hcp);
+	if (dst >= 0 && fstat(src, &st) == 0 && st.st_size > 0 &&
+	    ftruncate(dst, st.st_size) < 0)
+		rc = -errno;
+	if (dst >= 0)
+		close(dst);
+	close(src);
+	return rc;
+}
+
 static void process(struct job *job)
 {
 	struct hsm_action_item *hai = job->hai;
 	struct hsm_copyaction_private *hcp = NULL;
 	struct hsm_extent he = hai->hai_extent;
-	const char *name = hsm_copytool_action2name(hai->hai_action);
 	__u64 cookie = hai->hai_cookie;
 	long n = atomic_fetch_add(&item_counter, 1) + 1;
 	int mdt_index = -1;
@@ -310,9 +379,7 @@ static void process(struct job *job)
 		rc = llapi_get_mdt_index_by_fid(mnt_fd, &hai->hai_fid,
 						&mdt_index);
 		if (rc < 0) {
-			log_msg("lhsmtool-sim: %s " DFID " cookie=%#llx rc=%d errval=0 (get_mdt_index)",
-				name, PFID(&hai->hai_fid),
-				(unsigned long long)cookie, rc);
+			result(hai, "get_mdt_index", rc, 0);
 			return;
 		}
 		break;
@@ -320,9 +387,7 @@ static void process(struct job *job)
 		rc = llapi_hsm_action_begin(&hcp, ctdata, hai, -1, 0, true);
 		if (rc == 0)
 			rc = llapi_hsm_action_end(&hcp, &he, 0, EINVAL);
-		log_msg("lhsmtool-sim: %s " DFID " cookie=%#llx rc=%d errval=%d",
-			name, PFID(&hai->hai_fid), (unsigned long long)cookie,
-			rc, EINVAL);
+		result(hai, NULL, rc, EINVAL);
 		return;
 	}
 
@@ -331,21 +396,20 @@ static void process(struct job *job)
 					    true);
 		if (rc == 0)
 			rc = llapi_hsm_action_end(&hcp, &he, 0, EIO);
-		log_msg("lhsmtool-sim: %s " DFID " cookie=%#llx rc=%d errval=%d",
-			name, PFID(&hai->hai_fid), (unsigned long long)cookie,
-			rc, EIO);
+		result(hai, NULL, rc, EIO);
 		return;
 	}
 
 	rc = llapi_hsm_action_begin(&hcp, ctdata, hai, mdt_index, 0, false);
 	if (rc < 0) {
-		log_msg("lhsmtool-sim: %s " DFID " cookie=%#llx rc=%d errval=0 (begin)",
-			name, PFID(&hai->hai_fid), (unsigned long long)cookie,
-			rc);
+		result(hai, "begin", rc, 0);
 		return;
 	}
 	if (is_cancelled(cookie))
 		rc = -ECANCELED;
+	else if (opt.noop)
+		rc = hai->hai_action == HSMA_RESTORE ?
+			     noop_restore(hcp, &hai->hai_fid) : 0;
 	else if (hai->hai_action == HSMA_ARCHIVE)
 		rc = do_archive(hcp, cookie, &hai->hai_fid);
 	else if (hai->hai_action == HSMA_RESTORE)
@@ -354,8 +418,7 @@ static void process(struct job *job)
 		rc = do_remove(hcp, cookie, &hai->hai_fid);
 	errval = rc < 0 ? -rc : 0;
 	rc = llapi_hsm_action_end(&hcp, &he, 0, errval);
-	log_msg("lhsmtool-sim: %s " DFID " cookie=%#llx rc=%d errval=%d", name,
-		PFID(&hai->hai_fid), (unsigned long long)cookie, rc, errval);
+	result(hai, NULL, rc, errval);
 }
 
 static void *worker(void *arg)
@@ -403,6 +466,34 @@ static void enqueue(const struct hsm_action_item *hai, __u64 flags)
 	pthread_mutex_unlock(&q_lock);
 }
 
+/* --trace: one line per item, stamped when recv returned the list. */
+static void trace_hal(struct hsm_action_list *hal, int msgsize,
+		      const struct timespec *ts)
+{
+	struct hsm_action_item *hai = hai_first(hal);
+	unsigned long long ns = (unsigned long long)ts->tv_sec * 1000000000ULL +
+				(unsigned long long)ts->tv_nsec;
+	__u32 i;
+
+	for (i = 0; i < hal->hal_count; i++, hai = hai_next(hai)) {
+		if ((char *)hai + sizeof(*hai) - (char *)hal > msgsize)
+			return;
+		fprintf(trace_out, "0x%llx " DFID " %llu\n",
+			(unsigned long long)hai->hai_cookie, PFID(&hai->hai_fid),
+			ns);
+	}
+}
+
+static void *trace_flusher(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep_ms(100);
+		fflush(trace_out);
+	}
+	return NULL;
+}
+
 static void handle_hal(struct hsm_action_list *hal, int msgsize)
 {
 	struct hsm_action_item *hai;
@@ -417,6 +508,9 @@ static void handle_hal(struct hsm_action_list *hal, int msgsize)
 			hal->hal_fsname, fsname);
 		return;
 	}
+	log_msg("lhsmtool-sim: HAL archive_id=%u flags=0x%llx items=%u",
+		hal->hal_archive_id, (unsigned long long)hal->hal_flags,
+		hal->hal_count);
 	hai = hai_first(hal);
 	for (i = 0; i < hal->hal_count; i++, hai = hai_next(hai)) {
 		if ((char *)hai - (char *)hal > msgsize) {
@@ -434,6 +528,18 @@ static void handle_hal(struct hsm_action_list *hal, int msgsize)
 	}
 }
 
+/* An action list just returned by llapi_hsm_copytool_recv. */
+static void received(struct hsm_action_list *hal, int msgsize)
+{
+	if (trace_out != NULL) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		trace_hal(hal, msgsize, &ts);
+	}
+	handle_hal(hal, msgsize);
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -445,7 +551,7 @@ static void usage(int rc)
 	fprintf(stderr,
 		"usage: lhsmtool-sim [--archive N]... --hsm-root DIR [--fanout N]\n"
 		"         [--delay-ms N] [--wait-file PATH] [--fail-every N] [--nonblock]\n"
-		"         MOUNTPOINT\n");
+		"         [--noop] [--trace FILE] MOUNTPOINT\n");
 	exit(rc);
 }
 
@@ -474,13 +580,15 @@ int main(int argc, char **argv)
 		{ "wait-file", required_argument, NULL, 'w' },
 		{ "fail-every", required_argument, NULL, 'f' },
 		{ "nonblock", no_argument, NULL, 'n' },
+		{ "noop", no_argument, NULL, 'N' },
+		{ "trace", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct sigaction sa;
 	int c, rc, i, errors = 0;
 
-	while ((c = getopt_long(argc, argv, "A:p:F:d:w:f:nh", long_opts,
+	while ((c = getopt_long(argc, argv, "A:p:F:d:w:f:nNt:h", long_opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'A':
@@ -508,6 +616,12 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			opt.nonblock = true;
+			break;
+		case 'N':
+			opt.noop = true;
+			break;
+		case 't':
+			opt.trace = optarg;
 			break;
 		case 'h':
 			usage(0);
@@ -537,6 +651,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lhsmtool-sim: mkdir %s: %s\n", opt.hsm_root,
 			strerror(errno));
 		return 1;
+	}
+
+	if (opt.trace != NULL) {
+		pthread_t t;
+
+		trace_out = fopen(opt.trace, "a");
+		if (trace_out == NULL) {
+			fprintf(stderr, "lhsmtool-sim: open %s: %s\n",
+				opt.trace, strerror(errno));
+			return 1;
+		}
+		setvbuf(trace_out, NULL, _IOFBF, 1 << 20);
+		if (pthread_create(&t, NULL, trace_flusher, NULL) != 0) {
+			fprintf(stderr, "lhsmtool-sim: pthread_create failed\n");
+			return 1;
+		}
+		pthread_detach(t);
 	}
 
 	memset(&sa, 0, sizeof(sa));
@@ -583,7 +714,7 @@ int main(int argc, char **argv)
 							     &msgsize);
 				if (rc < 0)
 					break;
-				handle_hal(hal, msgsize);
+				received(hal, msgsize);
 			}
 			if (rc == -EAGAIN) {
 				rc = 0;
@@ -593,7 +724,7 @@ int main(int argc, char **argv)
 			rc = llapi_hsm_copytool_recv(ctdata, &hal, &msgsize);
 			if (rc == 0) {
 				errors = 0;
-				handle_hal(hal, msgsize);
+				received(hal, msgsize);
 				continue;
 			}
 		}
@@ -615,6 +746,8 @@ int main(int argc, char **argv)
 	if (stop_requested)
 		rc = 0;
 	llapi_hsm_copytool_unregister(&ctdata);
+	if (trace_out != NULL)
+		fflush(trace_out);
 	log_msg("lhsmtool-sim: unregistered, exiting rc=%d", rc);
 	return rc == 0 ? 0 : 1;
 }

@@ -150,13 +150,25 @@ pub fn fake_lib_dir_or_explain() -> Result<(PathBuf, PathBuf), String> {
 
 /// Start `lustre-simd` (at `exe`) on `root` and wait for its ready line.
 pub fn start_simd(exe: &Path, root: &Path, fsname: &str, mdts: u32) -> Result<ChildGuard, String> {
+    start_simd_with(exe, root, fsname, mdts, &[])
+}
+
+/// [`start_simd`] with extra arguments (e.g. `--trace FILE`).
+pub fn start_simd_with(
+    exe: &Path,
+    root: &Path,
+    fsname: &str,
+    mdts: u32,
+    extra: &[&std::ffi::OsStr],
+) -> Result<ChildGuard, String> {
     let mut cmd = Command::new(exe);
     cmd.arg("--root")
         .arg(root)
         .arg("--fsname")
         .arg(fsname)
         .arg("--mdts")
-        .arg(mdts.to_string());
+        .arg(mdts.to_string())
+        .args(extra);
     let mut g = ChildGuard::spawn("lustre-simd", cmd)
         .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
     let ready = poll_until(Duration::from_secs(20), || {

@@ -11,7 +11,7 @@
 //! action lists themselves travel over a FIFO, not over this socket: see
 //! `lustre-sim/README.md`.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -173,6 +173,12 @@ pub enum Request {
         /// Modification time, seconds.
         mtime: i64,
     },
+    /// FIDs of many paths relative to the mount root, in one call (FIDs
+    /// assigned on first sight). Answered by [`Reply::Fids`].
+    PathsToFids {
+        /// Relative paths.
+        rels: Vec<String>,
+    },
 }
 
 /// Arguments of progress and copy end.
@@ -226,6 +232,9 @@ pub enum Reply {
     },
     /// Parameter values, `(name, value)`.
     Params(Vec<(String, String)>),
+    /// Answer to [`Request::PathsToFids`]: per path, its FID or a negative
+    /// errno.
+    Fids(Vec<Result<WireFid, i32>>),
 }
 
 /// `struct hsm_user_state` content.
@@ -314,6 +323,8 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
+    /// Buffered reads on a clone of `stream`: one `recv` per answer.
+    reader: BufReader<UnixStream>,
     root: PathBuf,
 }
 
@@ -323,8 +334,13 @@ impl Client {
         let sock = crate::paths::sock_path(root);
         let stream = UnixStream::connect(&sock)
             .map_err(|e| SimError::io(format!("connect to {}", sock.display()), e))?;
+        let reader = stream
+            .try_clone()
+            .map(|s| BufReader::with_capacity(16 << 10, s))
+            .map_err(|e| SimError::io(format!("connect to {}", sock.display()), e))?;
         Ok(Client {
             stream,
+            reader,
             root: root.to_path_buf(),
         })
     }
@@ -343,7 +359,7 @@ impl Client {
     /// Send a request and wait for its response.
     pub fn call(&mut self, req: &Request) -> Result<Response, SimError> {
         write_frame(&mut self.stream, "request", req)?;
-        match read_frame(&mut self.stream, "response")? {
+        match read_frame(&mut self.reader, "response")? {
             Some(r) => Ok(r),
             None => Err(SimError::io(
                 "read response",
@@ -360,7 +376,8 @@ impl Client {
         &self.stream
     }
 
-    /// Take the underlying stream.
+    /// Take the underlying stream (nothing is buffered between calls: the
+    /// simulator only ever answers).
     pub fn into_stream(self) -> UnixStream {
         self.stream
     }

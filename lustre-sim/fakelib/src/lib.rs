@@ -147,6 +147,52 @@ impl HsmCopy {
 }
 
 /// Run `f`, turning a panic into `-EIO`.
+/// The mount root for an fd inside a simulated mount, cached by the fd's
+/// `(st_dev, st_ino)` so that the hot calls (begin, get_mdt_index) cost one
+/// `fstat` instead of a `/proc/self/fd` readlink and a walk up the folders.
+fn root_of_fd_cached(fd: c_int) -> Errno<PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    /// (device, inode) of a directory fd -> (that directory's path, mount root).
+    type RootCache = HashMap<(u64, u64), (PathBuf, PathBuf)>;
+    static CACHE: OnceLock<Mutex<RootCache>> = OnceLock::new();
+    if fd < 0 {
+        return Err(-libc::EBADF);
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat writes at most one `struct stat` into `st`.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } < 0 {
+        return Err(errno_now());
+    }
+    // SAFETY: zero-initialised, then filled by a successful fstat.
+    let st = unsafe { st.assume_init() };
+    let key = (st.st_dev, st.st_ino);
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let hit = cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some((dir, root)) = hit {
+        // (device, inode) pairs are reused once a folder is deleted: trust
+        // the cached entry only while its path is still that directory.
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata(&dir).is_ok_and(|m| (m.dev(), m.ino()) == key) {
+            return Ok(root);
+        }
+    }
+    let dir = logic::fd_path(fd)?;
+    let root = logic::root_of_path(&dir)?;
+    // Only directories are cached (a mount fd); files may be renamed.
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (dir, root.clone()));
+    }
+    Ok(root)
+}
+
 fn guard(f: impl FnOnce() -> c_int) -> c_int {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(-libc::EIO)
 }
@@ -659,7 +705,7 @@ pub unsafe extern "C" fn llapi_get_mdt_index_by_fid(
             Err(e) => return e,
         };
         let r =
-            logic::root_of_fd(fd).and_then(|root| logic::call(&root, &Request::FidToMdt { fid }));
+            root_of_fd_cached(fd).and_then(|root| logic::call(&root, &Request::FidToMdt { fid }));
         match r {
             Ok(Reply::Index(i)) => {
                 // SAFETY: non-NULL writable int.
@@ -1382,7 +1428,7 @@ pub unsafe extern "C" fn llapi_hsm_action_begin(
         }
         // SAFETY: `ct` has the real six-field prefix; only mnt_fd is read.
         let mnt_fd = unsafe { (*ct).mnt_fd };
-        let root = match logic::root_of_fd(mnt_fd) {
+        let root = match root_of_fd_cached(mnt_fd) {
             Ok(r) => r,
             Err(e) => return e,
         };

@@ -2,18 +2,126 @@
 //! connection pool, and the calls themselves on Rust types. Every function
 //! returns `Result<T, i32>` with a negative errno.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-use lustre_sim::wire::{Client, Reply, Request, Response, WireFid};
+use lustre_sim::wire::{Reply, Request, Response, WireFid, read_frame, write_frame};
 
 /// Negative-errno result.
 pub type Errno<T> = Result<T, i32>;
 
+/// One connection to a simulator shared by every thread of the process.
+///
+/// Calls are pipelined: a caller writes its request and queues a slot
+/// (both under `send`, so the queue order is the wire order); a reader
+/// thread reads the answers (the simulator answers in order) and fills the
+/// slots. With many copytool threads this costs about one wake-up per call
+/// instead of three (server thread, spurious write-space wake-up, caller).
+struct Conn {
+    send: Mutex<UnixStream>,
+    queue: Mutex<VecDeque<Arc<Slot>>>,
+    dead: AtomicBool,
+}
+
+#[derive(Default)]
+struct Slot {
+    answer: Mutex<Option<Option<Response>>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn fill(&self, r: Option<Response>) {
+        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> Option<Response> {
+        let mut g = self.answer.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = g.take() {
+                return r;
+            }
+            g = self.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Conn {
+    fn open(root: &Path) -> Errno<Arc<Conn>> {
+        let sock = lustre_sim::paths::sock_path(root);
+        let stream =
+            UnixStream::connect(&sock).map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))?;
+        let read = stream
+            .try_clone()
+            .map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))?;
+        let conn = Arc::new(Conn {
+            send: Mutex::new(stream),
+            queue: Mutex::new(VecDeque::new()),
+            dead: AtomicBool::new(false),
+        });
+        let c = conn.clone();
+        std::thread::Builder::new()
+            .name("lustre-sim-rx".into())
+            .spawn(move || c.read_loop(BufReader::with_capacity(64 << 10, read)))
+            .map_err(|_| -libc::EAGAIN)?;
+        Ok(conn)
+    }
+
+    fn read_loop(&self, mut r: BufReader<UnixStream>) {
+        while let Ok(Some(resp)) = read_frame::<Response>(&mut r, "response") {
+            let slot = self
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            match slot {
+                Some(s) => s.fill(Some(resp)),
+                None => break, // an answer nobody asked for
+            }
+        }
+        self.kill();
+    }
+
+    /// Mark dead and fail every queued call.
+    fn kill(&self) {
+        let _g = self.send.lock().unwrap_or_else(|e| e.into_inner());
+        self.dead.store(true, Ordering::SeqCst);
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        for s in q.drain(..) {
+            s.fill(None);
+        }
+        let _ = _g.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// `None` when the connection failed (the caller may retry elsewhere).
+    fn call(&self, req: &Request) -> Option<Response> {
+        let slot = Arc::new(Slot::default());
+        {
+            let mut stream = self.send.lock().unwrap_or_else(|e| e.into_inner());
+            if self.dead.load(Ordering::SeqCst) {
+                return None;
+            }
+            self.queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(slot.clone());
+            if write_frame(&mut *stream, "request", req).is_err() {
+                drop(stream);
+                self.kill();
+                return None;
+            }
+        }
+        slot.wait()
+    }
+}
+
 struct Pool {
     pid: u32,
-    conns: HashMap<PathBuf, Vec<Client>>,
+    conns: HashMap<PathBuf, Arc<Conn>>,
 }
 
 fn pool() -> &'static Mutex<Pool> {
@@ -26,34 +134,36 @@ fn pool() -> &'static Mutex<Pool> {
     })
 }
 
-/// Send one request to the simulator serving `root`, reusing a pooled
-/// connection when there is one (connections are dropped after a fork).
-pub fn call(root: &Path, req: &Request) -> Errno<Reply> {
-    let pooled = {
-        let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-        if p.pid != std::process::id() {
-            p.pid = std::process::id();
-            p.conns.clear();
-        }
-        p.conns.get_mut(root).and_then(Vec::pop)
-    };
-    let mut client = match pooled {
-        Some(c) => c,
-        None => Client::connect(root).map_err(|e| e.to_neg_errno())?,
-    };
-    let resp: Response = match client.call(req) {
-        Ok(r) => r,
-        Err(_) => {
-            // A stale pooled connection (simulator restarted): retry once.
-            let mut fresh = Client::connect(root).map_err(|e| e.to_neg_errno())?;
-            let r = fresh.call(req).map_err(|e| e.to_neg_errno())?;
-            client = fresh;
-            r
-        }
-    };
+fn conn_for(root: &Path, fresh: bool) -> Errno<Arc<Conn>> {
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-    p.conns.entry(root.to_path_buf()).or_default().push(client);
-    resp
+    if p.pid != std::process::id() {
+        // After fork: the reader threads stayed in the parent.
+        p.pid = std::process::id();
+        p.conns.clear();
+    }
+    if !fresh {
+        if let Some(c) = p.conns.get(root) {
+            if !c.dead.load(Ordering::SeqCst) {
+                return Ok(c.clone());
+            }
+        }
+    }
+    let c = Conn::open(root)?;
+    p.conns.insert(root.to_path_buf(), c.clone());
+    Ok(c)
+}
+
+/// Send one request to the simulator serving `root` over the process's
+/// shared connection (re-established once if it broke, e.g. after a
+/// simulator restart; connections are dropped after a fork).
+pub fn call(root: &Path, req: &Request) -> Errno<Reply> {
+    if let Some(r) = conn_for(root, false)?.call(req) {
+        return r;
+    }
+    match conn_for(root, true)?.call(req) {
+        Some(r) => r,
+        None => Err(-libc::ECONNRESET),
+    }
 }
 
 /// The mount root of the simulated Lustre containing `path`.

@@ -27,11 +27,51 @@ struct HsmArgs {
     #[arg(short = 'a', long, default_value_t = 0)]
     archive: u32,
     /// Opaque data passed to the copytool (hai_data).
-    #[arg(short = 'D', long)]
+    #[arg(short = 'D', long, conflicts_with = "data_hex")]
     data: Option<String>,
+    /// The same as hex digits, so any byte (NUL included) can be passed:
+    /// `--data-hex 7461673d00`.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+    data_hex: Option<HexData>,
+    /// Read more files from FILE, one path per line (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    files_from: Option<PathBuf>,
     /// Files.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "files_from")]
     files: Vec<PathBuf>,
+}
+
+/// Bytes given as hex (a newtype, so clap takes one value, not a list).
+#[derive(Clone, Debug)]
+struct HexData(Vec<u8>);
+
+/// `--data-hex`: an even number of hex digits.
+fn parse_hex(s: &str) -> Result<HexData, String> {
+    let s = s.trim();
+    if s.len() % 2 != 0 {
+        return Err(format!(
+            "odd number of hex digits ({}): bytes need two digits each",
+            s.len()
+        ));
+    }
+    let digit = |i: usize, c: u8| -> Result<u8, String> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(format!(
+                "{:?} at position {} is not a hex digit",
+                char::from(c),
+                i + 1
+            )),
+        }
+    };
+    s.as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(n, p)| Ok(digit(2 * n, p[0])? << 4 | digit(2 * n + 1, p[1])?))
+        .collect::<Result<Vec<u8>, String>>()
+        .map(HexData)
 }
 
 #[derive(Debug, ClapArgs)]
@@ -145,32 +185,188 @@ fn fid_of(cmd: &str, client: &mut Client, path: &Path) -> Result<WireFid, Failur
     }
 }
 
-fn hsm(cmd: &str, action: u32, a: &HsmArgs) -> Result<(), Failure> {
+/// Paths per `PathsToFids` call and items per HSM request.
+const BATCH: usize = 8192;
+
+/// The command-line files, then those of `--files-from`.
+fn all_files(cmd: &str, a: &HsmArgs) -> Result<Vec<PathBuf>, Failure> {
+    let mut files = a.files.clone();
+    if let Some(from) = &a.files_from {
+        let text = if from.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map(|_| s)
+        } else {
+            std::fs::read_to_string(from)
+        };
+        match text {
+            Ok(t) => files.extend(t.lines().filter(|l| !l.is_empty()).map(PathBuf::from)),
+            Err(e) => {
+                eprintln!("lfs-sim {cmd}: --files-from {}: {e}", from.display());
+                return Err(Failure);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Files of one mount, with their paths relative to its root.
+struct MountBatch {
+    root: PathBuf,
+    files: Vec<(PathBuf, String)>,
+}
+
+/// Check that every file exists and group them by mount (with the
+/// canonical parent folders and mount roots cached, so 100 000 files in one
+/// folder cost one `lstat` each).
+fn group_by_mount(cmd: &str, files: &[PathBuf]) -> (Vec<MountBatch>, bool) {
+    use std::collections::HashMap;
     let mut ok = true;
-    for f in &a.files {
-        let r = (|| {
-            let mut c = client_for(cmd, f)?;
-            let fid = fid_of(cmd, &mut c, f)?;
-            let what = format!("'{}'", f.display());
+    let mut parents: HashMap<PathBuf, Option<(PathBuf, PathBuf)>> = HashMap::new();
+    let mut mounts: Vec<MountBatch> = Vec::new();
+    for f in files {
+        let what = format!("cannot get FID of '{}'", f.display());
+        let md = match std::fs::symlink_metadata(f) {
+            Ok(md) => md,
+            Err(e) => {
+                let _ = fail(cmd, &what, e.raw_os_error().unwrap_or(libc::EIO));
+                ok = false;
+                continue;
+            }
+        };
+        let abs = match (md.file_type().is_symlink(), f.parent(), f.file_name()) {
+            (false, Some(parent), Some(name)) => {
+                let key = parent.to_path_buf();
+                let entry = parents.entry(key).or_insert_with(|| {
+                    let dir = if parent.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        parent
+                    };
+                    let canon = lustre_sim::paths::absolute(dir).ok()?;
+                    let root = lustre_sim::paths::find_mount_root(&canon).ok()?;
+                    Some((canon, root))
+                });
+                entry
+                    .as_ref()
+                    .map(|(canon, root)| (canon.join(name), root.clone()))
+            }
+            _ => lustre_sim::paths::absolute(f).ok().and_then(|abs| {
+                let root = lustre_sim::paths::find_mount_root(&abs).ok()?;
+                Some((abs, root))
+            }),
+        };
+        let Some((abs, root)) = abs else {
+            eprintln!(
+                "lfs-sim {cmd}: '{}': not inside a lustre-sim mount (no .lustre-sim/ found)",
+                f.display()
+            );
+            ok = false;
+            continue;
+        };
+        let Some(rel) = lustre_sim::paths::relative(&root, &abs) else {
+            let _ = fail(cmd, &what, libc::EINVAL);
+            ok = false;
+            continue;
+        };
+        match mounts.iter_mut().find(|m| m.root == root) {
+            Some(m) => m.files.push((f.clone(), rel)),
+            None => mounts.push(MountBatch {
+                root,
+                files: vec![(f.clone(), rel)],
+            }),
+        }
+    }
+    (mounts, ok)
+}
+
+fn hsm(cmd: &str, action: u32, a: &HsmArgs) -> Result<(), Failure> {
+    let files = all_files(cmd, a)?;
+    let data = match (&a.data_hex, &a.data) {
+        (Some(h), _) => h.0.clone(),
+        (None, Some(d)) => d.clone().into_bytes(),
+        (None, None) => Vec::new(),
+    };
+    let (mounts, mut ok) = group_by_mount(cmd, &files);
+    for mount in mounts {
+        let mut c = match Client::connect(&mount.root) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("lfs-sim {cmd}: '{}': {e}", mount.root.display());
+                ok = false;
+                continue;
+            }
+        };
+        for chunk in mount.files.chunks(BATCH) {
+            let rels = chunk.iter().map(|(_, r)| r.clone()).collect();
+            let fids = match call(
+                cmd,
+                "cannot get FIDs",
+                &mut c,
+                &Request::PathsToFids { rels },
+            ) {
+                Ok(Reply::Fids(f)) if f.len() == chunk.len() => f,
+                Ok(_) => {
+                    let _ = fail(cmd, "cannot get FIDs", libc::EPROTO);
+                    return Err(Failure);
+                }
+                Err(_) => return Err(Failure),
+            };
+            let mut good: Vec<(&PathBuf, WireFid)> = Vec::with_capacity(chunk.len());
+            for ((path, _), fid) in chunk.iter().zip(fids) {
+                match fid {
+                    Ok(fid) => good.push((path, fid)),
+                    Err(errno) => {
+                        let what = format!("cannot get FID of '{}'", path.display());
+                        let _ = fail(cmd, &what, errno);
+                        ok = false;
+                    }
+                }
+            }
             if action == HUA_RELEASE {
-                call(cmd, &what, &mut c, &Request::Release { fid })?;
-            } else {
-                let req = Request::HsmRequest {
-                    action,
-                    archive_id: a.archive,
-                    flags: 0,
-                    items: vec![UserItem {
+                for (path, fid) in good {
+                    let what = format!("'{}'", path.display());
+                    ok &= call(cmd, &what, &mut c, &Request::Release { fid }).is_ok();
+                }
+                continue;
+            }
+            let request = |items: &[(&PathBuf, WireFid)]| Request::HsmRequest {
+                action,
+                archive_id: a.archive,
+                flags: 0,
+                items: items
+                    .iter()
+                    .map(|&(_, fid)| UserItem {
                         fid,
                         offset: 0,
                         length: u64::MAX,
-                    }],
-                    data: a.data.clone().unwrap_or_default().into_bytes(),
-                };
-                call(cmd, &what, &mut c, &req)?;
+                    })
+                    .collect(),
+                data: data.clone(),
+            };
+            if good.is_empty() {
+                continue;
             }
-            Ok::<(), Failure>(())
-        })();
-        ok &= r.is_ok();
+            // One request for the whole chunk; the simulator checks every
+            // item before acting, so on failure nothing was done and each
+            // file is retried alone to name the culprits.
+            match c.call(&request(&good)) {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) if good.len() > 1 => {
+                    for one in good.chunks(1) {
+                        let what = format!("'{}'", one[0].0.display());
+                        ok &= call(cmd, &what, &mut c, &request(one)).is_ok();
+                    }
+                }
+                Ok(Err(errno)) => {
+                    let _ = fail(cmd, &format!("'{}'", good[0].0.display()), errno);
+                    ok = false;
+                }
+                Err(e) => {
+                    eprintln!("lfs-sim {cmd}: {e}");
+                    return Err(Failure);
+                }
+            }
+        }
     }
     if ok { Ok(()) } else { Err(Failure) }
 }

@@ -26,6 +26,11 @@ struct Args {
     /// Number of MDTs; default: the saved count, or 1.
     #[arg(long)]
     mdts: Option<u32>,
+    /// Latency trace: append `<cookie hex> <fid> <CLOCK_REALTIME ns>` to
+    /// FILE for every item handed out to a copytool (buffered, flushed
+    /// every 100 ms and at exit).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {
@@ -50,6 +55,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         root: args.root.clone(),
         fsname: args.fsname,
         mdts: args.mdts,
+        trace: args.trace,
     })
     .with_context(|| format!("cannot start on {}", args.root.display()))?;
     {

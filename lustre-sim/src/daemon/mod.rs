@@ -5,14 +5,19 @@
 //! - one acceptor on `DIR/.lustre-sim/sim.sock`, one thread per connection;
 //! - one dispatcher: wakes on events (new request, completion,
 //!   registration, parameter change) or every second; runs housekeeping when
-//!   `loop_period` elapsed, dispatches WAITING records, saves the state
-//!   (debounced, atomic rename);
-//! - one writer per agent, so a stuck copytool cannot block the others.
+//!   `loop_period` elapsed and dispatches WAITING records;
+//! - one saver: copies the state under the lock when it changed and writes
+//!   it out without the lock (atomic rename), at most every 200 ms and at
+//!   most ~10% of the time (the pause after a save is 10 times its cost);
+//! - one writer per agent, so a stuck copytool cannot block the others;
+//! - with `--trace`, one flusher for the trace file.
 
+pub mod records;
 pub mod sim;
+pub mod trace;
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -44,6 +49,8 @@ pub struct Config {
     pub fsname: Option<String>,
     /// Number of MDTs; `None` keeps the saved count (or 1).
     pub mdts: Option<u32>,
+    /// Append one line per dispatched item to this file (`--trace`).
+    pub trace: Option<PathBuf>,
 }
 
 struct Shared {
@@ -54,6 +61,7 @@ struct Shared {
     stop: AtomicBool,
     writers: Mutex<Vec<JoinHandle<()>>>,
     save_lock: Mutex<()>,
+    tracer: Option<Arc<trace::Tracer>>,
 }
 
 impl Shared {
@@ -66,29 +74,33 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    fn save(&self, bytes: &[u8]) -> Result<(), SimError> {
+    /// Write a snapshot to `state.json` (temporary file, fsync, rename).
+    fn save(&self, snap: &sim::Snapshot) -> Result<(), SimError> {
         let _g = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = paths::state_file(&self.root);
         let tmp = path.with_extension("json.tmp");
-        let mut f =
+        let f =
             File::create(&tmp).map_err(|e| SimError::io(format!("create {}", tmp.display()), e))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_data())
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        snap.write_json(&mut w).map_err(|e| SimError::State {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_data())
             .map_err(|e| SimError::io(format!("write {}", tmp.display()), e))?;
         fs::rename(&tmp, &path)
             .map_err(|e| SimError::io(format!("rename to {}", path.display()), e))
     }
 
     fn save_now(&self) -> Result<(), SimError> {
-        let bytes = {
+        let snap = {
             let mut sim = self.sim();
             sim.dirty = false;
-            sim.save_json().map_err(|e| SimError::State {
-                path: paths::state_file(&self.root),
-                message: e.to_string(),
-            })?
+            sim.snapshot()
         };
-        self.save(&bytes)
+        self.save(&snap)
     }
 }
 
@@ -194,6 +206,9 @@ impl Daemon {
         };
         let fsname = sim.fsname.clone();
         let mdts = sim.mdts.len() as u32;
+        let tracer = cfg.trace.as_deref().map(trace::Tracer::open).transpose()?;
+        let mut sim = sim;
+        sim.tracer = tracer.clone();
         let fsfile = root.join(paths::STATE_DIR).join("fsname");
         fs::write(&fsfile, format!("{fsname}\n"))
             .map_err(|e| SimError::io(format!("write {}", fsfile.display()), e))?;
@@ -217,6 +232,7 @@ impl Daemon {
             stop: AtomicBool::new(false),
             writers: Mutex::new(Vec::new()),
             save_lock: Mutex::new(()),
+            tracer,
         });
         shared.save_now()?;
         {
@@ -232,6 +248,13 @@ impl Daemon {
                 .name("dispatch".into())
                 .spawn(move || dispatch_loop(shared))
                 .map_err(|e| SimError::io("spawn the dispatcher", e))?;
+        }
+        {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("save".into())
+                .spawn(move || save_loop(shared))
+                .map_err(|e| SimError::io("spawn the saver", e))?;
         }
         tracing::info!(root = %root.display(), fsname, mdts, "simulator started");
         Ok(Daemon {
@@ -287,6 +310,9 @@ impl Daemon {
             }
         }
         let r = self.shared.save_now();
+        if let Some(t) = &self.shared.tracer {
+            t.flush();
+        }
         let _ = fs::remove_file(paths::sock_path(&self.root));
         tracing::info!("simulator stopped");
         r
@@ -317,46 +343,55 @@ fn accept_loop(shared: Arc<Shared>, listener: UnixListener) {
 }
 
 fn dispatch_loop(shared: Arc<Shared>) {
-    let mut last_save = Instant::now();
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let save = {
+        {
             let mut sim = shared.sim();
             let now = now_ms();
             sim.housekeeping(now, false);
             sim.dispatch(now);
-            if sim.dirty && last_save.elapsed() >= Duration::from_millis(200) {
-                sim.dirty = false;
-                Some(sim.save_json())
-            } else {
-                None
-            }
-        };
-        if let Some(bytes) = save {
-            last_save = Instant::now();
-            match bytes {
-                Ok(b) => {
-                    if let Err(e) = shared.save(&b) {
-                        tracing::error!(error = %e, "cannot save the state");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot serialize the state"),
-            }
         }
-        let dirty = shared.sim().dirty;
-        let timeout = if dirty {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(1)
-        };
         let kick = shared.kick.lock().unwrap_or_else(|p| p.into_inner());
         let (mut kick, _) = shared
             .wake
-            .wait_timeout_while(kick, timeout, |k| !*k)
+            .wait_timeout_while(kick, Duration::from_secs(1), |k| !*k)
             .unwrap_or_else(|p| p.into_inner());
         *kick = false;
+    }
+}
+
+/// Shortest pause between two saves.
+const SAVE_MIN_PERIOD: Duration = Duration::from_millis(200);
+/// Longest pause between two saves, whatever they cost.
+const SAVE_MAX_PERIOD: Duration = Duration::from_secs(5);
+
+fn save_loop(shared: Arc<Shared>) {
+    let mut next = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if Instant::now() < next {
+            continue;
+        }
+        let start = Instant::now();
+        let snap = {
+            let mut sim = shared.sim();
+            if !sim.dirty {
+                continue;
+            }
+            sim.dirty = false;
+            sim.snapshot()
+        };
+        if let Err(e) = shared.save(&snap) {
+            tracing::error!(error = %e, "cannot save the state");
+        }
+        drop(snap);
+        let cost = start.elapsed();
+        next = Instant::now() + (cost * 10).clamp(SAVE_MIN_PERIOD, SAVE_MAX_PERIOD);
     }
 }
 
@@ -382,10 +417,20 @@ fn random_uuid() -> String {
     )
 }
 
-fn serve_conn(shared: Arc<Shared>, mut stream: UnixStream) {
+fn serve_conn(shared: Arc<Shared>, stream: UnixStream) {
     let mut agent: Option<u64> = None;
+    // Answers are batched: flushed when no further request is buffered
+    // (clients pipeline their calls).
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, &stream);
+    let mut reader = match stream.try_clone() {
+        Ok(s) => std::io::BufReader::with_capacity(64 << 10, s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot clone a connection");
+            return;
+        }
+    };
     loop {
-        let req: Request = match wire::read_frame(&mut stream, "request") {
+        let req: Request = match wire::read_frame(&mut reader, "request") {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
@@ -417,9 +462,15 @@ fn serve_conn(shared: Arc<Shared>, mut stream: UnixStream) {
             }
             other => handle(&shared, other),
         };
-        if let Err(e) = wire::write_frame(&mut stream, "response", &resp) {
+        if let Err(e) = wire::write_frame(&mut out, "response", &resp) {
             tracing::debug!(error = %e, "cannot answer");
             break;
+        }
+        if reader.buffer().is_empty() {
+            if let Err(e) = out.flush() {
+                tracing::debug!(error = %e, "cannot answer");
+                break;
+            }
         }
     }
     if let Some(id) = agent {
@@ -510,6 +561,17 @@ fn writer_loop(shared: Arc<Shared>, id: u64, mut fifo: File, rx: Receiver<Outgoi
 
 fn handle(shared: &Shared, req: Request) -> Response {
     let now = now_ms();
+    // Only what can free a slot, add work or change tunables wakes the
+    // dispatcher (lookups, COPY_START and progress cannot).
+    let kick = matches!(
+        req,
+        Request::HsmRequest { .. }
+            | Request::CopyEnd(_)
+            | Request::SetParam { .. }
+            | Request::StateSet { .. }
+            | Request::Release { .. }
+            | Request::Import { .. }
+    );
     let mut sim = shared.sim();
     let resp = match req {
         Request::Hello => Ok(Reply::Hello {
@@ -568,9 +630,15 @@ fn handle(shared: &Shared, req: Request) -> Response {
         } => sim
             .import(&rel, archive_id, size, mode, mtime)
             .map(Reply::Fid),
+        Request::PathsToFids { rels } => Ok(Reply::Fids(
+            rels.iter().map(|r| sim.path_to_fid(r)).collect(),
+        )),
         Request::Register { .. } | Request::Unregister => Err(-libc::EINVAL),
     };
+    let kick = kick && sim.dispatch_pending();
     drop(sim);
-    shared.kick();
+    if kick {
+        shared.kick();
+    }
     resp
 }

@@ -15,6 +15,7 @@ use lustre_bindings::action::flags::*;
 use lustre_bindings::{ActionItem, ActiveRequest, Extent, HsmAction};
 use serde::{Deserialize, Serialize};
 
+use super::records::Records;
 use crate::paths::{self, STATE_DIR};
 use crate::wire::{HsmState, Progress, UserItem, WireFid};
 
@@ -305,8 +306,8 @@ pub struct Mdt {
     pub next_idx: u32,
     /// Tunables.
     pub tun: Tunables,
-    /// Request records (the llog).
-    pub records: Vec<Record>,
+    /// Request records (the llog), indexed.
+    pub records: Records,
     /// Cancels to send.
     #[serde(skip)]
     pub pending_cancels: Vec<PendingCancel>,
@@ -323,7 +324,7 @@ impl Mdt {
             last_cookie: now_ms / 1000,
             next_idx: 1,
             tun: Tunables::default(),
-            records: Vec::new(),
+            records: Records::new(),
             pending_cancels: Vec::new(),
             last_housekeeping_ms: now_ms,
         }
@@ -331,13 +332,7 @@ impl Mdt {
 
     /// Active (in-memory) requests.
     pub fn active_count(&self) -> usize {
-        self.records.iter().filter(|r| r.active).count()
-    }
-
-    fn find_active(&mut self, cookie: u64) -> Option<&mut Record> {
-        self.records
-            .iter_mut()
-            .find(|r| r.active && r.cookie == cookie)
+        self.records.active_count()
     }
 }
 
@@ -376,13 +371,40 @@ impl Agent {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Persisted {
     fsname: String,
     files: Vec<FileRec>,
     next_oid: Vec<u32>,
     rr: u64,
     mdts: Vec<Mdt>,
+}
+
+/// A copy of the persistent part of a [`Sim`], taken under the lock and
+/// written out without it (same JSON layout as the loader reads).
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    fsname: String,
+    files: Vec<FileRec>,
+    next_oid: Vec<u32>,
+    rr: u64,
+    mdts: Vec<MdtSnapshot>,
+}
+
+#[derive(Debug, Serialize)]
+struct MdtSnapshot {
+    index: u32,
+    last_cookie: u64,
+    next_idx: u32,
+    tun: Tunables,
+    records: Vec<Record>,
+}
+
+impl Snapshot {
+    /// Write as compact JSON.
+    pub fn write_json(&self, w: impl std::io::Write) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(w, self)
+    }
 }
 
 /// The whole simulated filesystem and its coordinators.
@@ -408,6 +430,8 @@ pub struct Sim {
     pub next_agent: u64,
     /// Something worth saving changed.
     pub dirty: bool,
+    /// `lustre-simd --trace`: one line per item handed out.
+    pub tracer: Option<std::sync::Arc<super::trace::Tracer>>,
 }
 
 fn errno_of(e: &std::io::Error) -> i32 {
@@ -428,19 +452,36 @@ impl Sim {
             agents: BTreeMap::new(),
             next_agent: 1,
             dirty: true,
+            tracer: None,
         }
     }
 
     /// Serialize the persistent part.
     pub fn save_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let p = Persisted {
+        let mut out = Vec::new();
+        self.snapshot().write_json(&mut out)?;
+        Ok(out)
+    }
+
+    /// Copy the persistent part (cheaper than serializing it).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
             fsname: self.fsname.clone(),
             files: self.files.values().cloned().collect(),
             next_oid: self.next_oid.clone(),
             rr: self.rr,
-            mdts: self.mdts.clone(),
-        };
-        serde_json::to_vec_pretty(&p)
+            mdts: self
+                .mdts
+                .iter()
+                .map(|m| MdtSnapshot {
+                    index: m.index,
+                    last_cookie: m.last_cookie,
+                    next_idx: m.next_idx,
+                    tun: m.tun.clone(),
+                    records: m.records.iter().cloned().collect(),
+                })
+                .collect(),
+        }
     }
 
     /// Rebuild from a saved state. Requests that were STARTED stay STARTED
@@ -544,15 +585,33 @@ impl Sim {
         Ok(f.rel.clone())
     }
 
+    /// Path and metadata of a live FID, with a single `lstat`.
+    fn live(&self, fid: WireFid) -> Errno<(String, fs::Metadata)> {
+        let f = self.files.get(&fid).ok_or(-ENOENT)?;
+        let md = fs::symlink_metadata(self.root.join(&f.rel)).map_err(|_| -ENOENT)?;
+        if md.ino() != f.ino || self.by_path.get(&f.rel) != Some(&fid) {
+            return Err(-ENOENT);
+        }
+        Ok((f.rel.clone(), md))
+    }
+
     fn live_dv(&self, fid: WireFid) -> Option<DataVersion> {
-        let rel = self.fid_to_path(fid).ok()?;
-        fs::metadata(self.root.join(rel))
-            .ok()
-            .map(|m| DataVersion::of(&m))
+        if fid == ROOT_FID {
+            return fs::metadata(&self.root).ok().map(|m| DataVersion::of(&m));
+        }
+        self.live(fid).ok().map(|(_, md)| DataVersion::of(&md))
     }
 
     /// Mark a file dirty when its data changed since it was archived.
     fn refresh_dirty(&mut self, fid: WireFid) {
+        let candidate = self.files.get(&fid).is_some_and(|f| {
+            f.states & HS_ARCHIVED != 0
+                && f.states & (HS_RELEASED | HS_DIRTY) == 0
+                && f.archived_dv.is_some()
+        });
+        if !candidate {
+            return;
+        }
         let dv = self.live_dv(fid);
         if let Some(f) = self.files.get_mut(&fid) {
             if f.states & HS_ARCHIVED != 0
@@ -589,8 +648,8 @@ impl Sim {
         if let Some(m) = self.mdt_of(fid) {
             if let Some(r) = self.mdts[m]
                 .records
-                .iter()
-                .find(|r| r.fid == fid && (r.active || r.status == Status::Waiting))
+                .of_fid(fid)
+                .find(|r| r.active || r.status == Status::Waiting)
             {
                 st.in_progress_state = if r.active { HPS_RUNNING } else { HPS_WAITING };
                 st.in_progress_action = r.action;
@@ -735,12 +794,11 @@ impl Sim {
         }
         // Validate everything first so a bad item fails the whole request.
         let mut plan = Vec::new();
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
         for it in items {
-            if seen.contains(&it.fid) {
+            if !seen.insert(it.fid) {
                 continue; // duplicate FIDs are dropped
             }
-            seen.push(it.fid);
             let m = self.mdt_of(it.fid).ok_or(-ENOENT)?;
             if self.mdts[m].tun.hsm_control == Control::Stopped {
                 return Err(-libc::EAGAIN);
@@ -771,13 +829,11 @@ impl Sim {
                 return Err(-EPERM);
             }
             // A second RESTORE of a FID being restored is absorbed.
-            let busy = self.mdts[m].records.iter().any(|r| {
-                r.fid == it.fid
-                    && r.action == hsma
-                    && (r.status == Status::Waiting || r.active)
-                    && !r.canceled
-            });
-            if busy && hsma == lustre_bindings::action::HSMA_RESTORE {
+            if hsma == lustre_bindings::action::HSMA_RESTORE
+                && self.mdts[m].records.of_fid(it.fid).any(|r| {
+                    r.action == hsma && (r.status == Status::Waiting || r.active) && !r.canceled
+                })
+            {
                 continue;
             }
             plan.push((m, *it, arch));
@@ -793,7 +849,7 @@ impl Sim {
             let cookie = mdt.last_cookie;
             let idx = mdt.next_idx;
             mdt.next_idx += 1;
-            mdt.records.push(Record {
+            mdt.records.insert(Record {
                 idx,
                 cookie,
                 action: hsma,
@@ -826,39 +882,47 @@ impl Sim {
     /// the agent holding it.
     fn cancel_fid(&mut self, m: usize, fid: WireFid, now_ms: u64) {
         let mdt = &mut self.mdts[m];
-        for r in mdt.records.iter_mut() {
-            if r.fid != fid || r.canceled {
-                continue;
-            }
-            if r.status == Status::Waiting && !r.active {
-                r.status = Status::Canceled;
-                r.changed_ms = now_ms;
-            } else if r.active {
-                r.canceled = true;
-                r.status = Status::Canceled;
-                r.changed_ms = now_ms;
-                if let Some(agent) = r.agent {
-                    let mut item = r.item();
-                    item.action = HsmAction::Cancel;
-                    mdt.pending_cancels.push(PendingCancel {
-                        agent,
-                        archive_id: r.archive_id,
-                        item,
-                    });
+        for idx in mdt.records.idxs_of_fid(fid) {
+            let cancel = mdt.records.update(idx, |r| {
+                if r.canceled {
+                    return None;
                 }
+                if r.status == Status::Waiting && !r.active {
+                    r.status = Status::Canceled;
+                    r.changed_ms = now_ms;
+                } else if r.active {
+                    r.canceled = true;
+                    r.status = Status::Canceled;
+                    r.changed_ms = now_ms;
+                    if let Some(agent) = r.agent {
+                        let mut item = r.item();
+                        item.action = HsmAction::Cancel;
+                        return Some(PendingCancel {
+                            agent,
+                            archive_id: r.archive_id,
+                            item,
+                        });
+                    }
+                }
+                None
+            });
+            if let Some(Some(c)) = cancel {
+                mdt.pending_cancels.push(c);
             }
         }
     }
 
     fn leave_active(&mut self, m: usize, cookie: u64, ok: bool) {
         let mdt = &mut self.mdts[m];
-        if let Some(r) = mdt
-            .records
-            .iter_mut()
-            .find(|r| r.active && r.cookie == cookie)
-        {
+        let Some(idx) = mdt.records.active_idx(cookie) else {
+            return;
+        };
+        let agent = mdt.records.update(idx, |r| {
             r.active = false;
-            if let Some(a) = r.agent.take().and_then(|a| self.agents.get_mut(&a)) {
+            r.agent.take()
+        });
+        {
+            if let Some(a) = agent.flatten().and_then(|a| self.agents.get_mut(&a)) {
                 a.current = a.current.saturating_sub(1);
                 if ok {
                     a.ok += 1;
@@ -886,21 +950,22 @@ impl Sim {
     ) -> Errno<CopyStarted> {
         let m = self.mdt_of(fid).ok_or(-EINVAL)?;
         self.check_running(m)?;
-        let rec = self.mdts[m].find_active(cookie).ok_or(-ENOENT)?;
-        if rec.fid != fid && rec.dfid != fid {
-            return Err(-EINVAL);
+        let idx = self.mdts[m].records.active_idx(cookie).ok_or(-ENOENT)?;
+        {
+            let rec = self.mdts[m].records.get(idx).ok_or(-ENOENT)?;
+            if rec.fid != fid && rec.dfid != fid {
+                return Err(-EINVAL);
+            }
+            if rec.action != action {
+                return Err(-EINVAL);
+            }
         }
-        if rec.action != action {
-            return Err(-EINVAL);
-        }
-        rec.updated_ms = now_ms;
+        self.mdts[m].records.update(idx, |r| r.updated_ms = now_ms);
         match HsmAction::from_u32(action) {
             HsmAction::Archive => {
-                let rel = self.fid_to_path(fid)?;
-                let dv = self.live_dv(fid);
-                if let Some(r) = self.mdts[m].find_active(cookie) {
-                    r.dv_start = dv;
-                }
+                let (rel, md) = self.live(fid)?;
+                let dv = Some(DataVersion::of(&md));
+                self.mdts[m].records.update(idx, |r| r.dv_start = dv);
                 Ok((Some(rel), None))
             }
             HsmAction::Restore => {
@@ -926,9 +991,7 @@ impl Sim {
                     },
                 );
                 self.by_path.insert(rel, vfid);
-                if let Some(r) = self.mdts[m].find_active(cookie) {
-                    r.dfid = vfid;
-                }
+                self.mdts[m].records.update(idx, |r| r.dfid = vfid);
                 self.dirty = true;
                 Ok((None, Some((path, vfid))))
             }
@@ -941,7 +1004,8 @@ impl Sim {
         let m = self.mdt_of(p.fid).ok_or(-EINVAL)?;
         self.check_running(m)?;
         let policy = self.mdts[m].tun.policy;
-        let rec = self.mdts[m].find_active(p.cookie).ok_or(-ENOENT)?;
+        let idx = self.mdts[m].records.active_idx(p.cookie).ok_or(-ENOENT)?;
+        let rec = self.mdts[m].records.get(idx).ok_or(-ENOENT)?;
         let is_data = matches!(
             HsmAction::from_u32(rec.action),
             HsmAction::Archive | HsmAction::Restore
@@ -957,15 +1021,20 @@ impl Sim {
         if p.errval != 0 && flags & HP_FLAG_COMPLETED as u32 == 0 {
             return Err(-EINVAL);
         }
-        rec.updated_ms = now_ms;
         if flags & HP_FLAG_COMPLETED as u32 == 0 {
-            if rec.canceled {
-                return Err(-libc::ECANCELED);
-            }
-            if p.length != u64::MAX {
-                rec.done = rec.done.saturating_add(p.length);
-            }
-            return Ok(());
+            return self.mdts[m]
+                .records
+                .update(idx, |rec| {
+                    rec.updated_ms = now_ms;
+                    if rec.canceled {
+                        return Err(-libc::ECANCELED);
+                    }
+                    if p.length != u64::MAX {
+                        rec.done = rec.done.saturating_add(p.length);
+                    }
+                    Ok(())
+                })
+                .unwrap_or(Err(-ENOENT));
         }
         // Completion.
         let rec = rec.clone();
@@ -1034,18 +1103,15 @@ impl Sim {
             status = Status::Canceled;
         }
         self.leave_active(m, p.cookie, status == Status::Succeed);
-        if let Some(r) = self.mdts[m]
-            .records
-            .iter_mut()
-            .find(|r| r.cookie == p.cookie && r.idx == rec.idx)
-        {
+        self.mdts[m].records.update(rec.idx, |r| {
+            r.updated_ms = now_ms;
             r.status = status;
             r.changed_ms = now_ms;
             if status == Status::Waiting {
                 r.uuid.clear();
                 r.dfid = r.fid;
             }
-        }
+        });
         self.dirty = true;
         rc
     }
@@ -1132,21 +1198,28 @@ impl Sim {
         self.remove_agent(agent);
         for &(m, cookie) in items {
             if let Some(mdt) = self.mdts.get_mut(m as usize) {
-                if let Some(r) = mdt
-                    .records
-                    .iter_mut()
-                    .find(|r| r.active && r.cookie == cookie)
-                {
-                    r.active = false;
-                    r.agent = None;
-                    r.uuid.clear();
-                    if r.status == Status::Started {
-                        r.status = Status::Waiting;
-                    }
+                if let Some(idx) = mdt.records.active_idx(cookie) {
+                    mdt.records.update(idx, |r| {
+                        r.active = false;
+                        r.agent = None;
+                        r.uuid.clear();
+                        if r.status == Status::Started {
+                            r.status = Status::Waiting;
+                        }
+                    });
                 }
             }
         }
         self.dirty = true;
+    }
+
+    /// Whether a dispatch pass could do anything: WAITING records or
+    /// cancels to send (so that completions do not wake the dispatcher
+    /// for nothing).
+    pub fn dispatch_pending(&self) -> bool {
+        self.mdts
+            .iter()
+            .any(|m| !m.pending_cancels.is_empty() || m.records.waiting_idxs().next().is_some())
     }
 
     /// One dispatch pass over every MDT.
@@ -1195,84 +1268,100 @@ impl Sim {
         }
         let max = self.mdts[m].tun.max_requests as usize;
         let active = self.mdts[m].active_count();
-        if active >= max {
+        if active >= max || self.agents.is_empty() {
             return;
         }
         let mut slots = max - active;
-        // Waiting records in llog order, grouped by (archive id, flags).
-        let waiting: Vec<usize> = (0..self.mdts[m].records.len())
-            .filter(|&i| {
-                let r = &self.mdts[m].records[i];
-                r.status == Status::Waiting && !r.active
-            })
-            .collect();
-        let mut groups: Vec<((u32, u64), Vec<usize>)> = Vec::new();
-        for i in waiting {
-            let r = &self.mdts[m].records[i];
-            let key = (r.archive_id, r.flags);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(i),
-                None => groups.push((key, vec![i])),
-            }
+        // WAITING records in llog order; each (archive id, flags) group
+        // goes to the agent serving its archive id with the fewest active
+        // requests. Groups without an agent stay WAITING.
+        struct Group {
+            key: (u32, u64),
+            agent: Option<u64>,
+            idxs: Vec<u32>,
         }
-        for ((archive_id, flags), idxs) in groups {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut failed = Vec::new();
+        for idx in self.mdts[m].records.waiting_idxs() {
             if slots == 0 {
                 break;
             }
-            let Some(agent) = self
-                .agents
-                .values()
-                .filter(|a| a.serves(archive_id))
-                .min_by_key(|a| a.current)
-                .map(|a| a.id)
-            else {
+            let Some(r) = self.mdts[m].records.get(idx) else {
                 continue;
             };
+            let key = (r.archive_id, r.flags);
+            let g = match groups.iter().position(|g| g.key == key) {
+                Some(g) => g,
+                None => {
+                    let agent = self
+                        .agents
+                        .values()
+                        .filter(|a| a.serves(key.0))
+                        .min_by_key(|a| a.current)
+                        .map(|a| a.id);
+                    groups.push(Group {
+                        key,
+                        agent,
+                        idxs: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            if groups[g].agent.is_none() {
+                continue;
+            }
+            // Revalidate against the file's current flags.
+            let ok = match self.files.get(&r.fid) {
+                Some(f) => Self::compat(r.action, f.states, f.archive_id, key.0),
+                None => r.action == lustre_bindings::action::HSMA_REMOVE,
+            };
+            if !ok {
+                failed.push(idx);
+                continue;
+            }
+            groups[g].idxs.push(idx);
+            slots -= 1;
+        }
+        for idx in failed {
+            self.mdts[m].records.update(idx, |r| {
+                r.status = Status::Failed;
+                r.changed_ms = now_ms;
+            });
+            self.dirty = true;
+        }
+        for g in groups {
+            let (Some(agent), false) = (g.agent, g.idxs.is_empty()) else {
+                continue;
+            };
+            let (archive_id, flags) = g.key;
             let uuid = self.agents[&agent].uuid.clone();
-            let mut batch = Vec::new();
-            for i in idxs {
-                if slots == 0 {
-                    break;
-                }
-                // Revalidate against the file's current flags.
-                let (fid, action) = {
-                    let r = &self.mdts[m].records[i];
-                    (r.fid, r.action)
-                };
-                let ok = match self.files.get(&fid) {
-                    Some(f) => Self::compat(action, f.states, f.archive_id, archive_id),
-                    None => action == lustre_bindings::action::HSMA_REMOVE,
-                };
-                let r = &mut self.mdts[m].records[i];
-                if !ok {
-                    r.status = Status::Failed;
-                    r.changed_ms = now_ms;
+            let mut items: Vec<(u32, ActionItem)> = Vec::with_capacity(g.idxs.len());
+            for &idx in &g.idxs {
+                let Some((fid, action)) = self.mdts[m].records.get(idx).map(|r| (r.fid, r.action))
+                else {
                     continue;
-                }
+                };
                 if action == lustre_bindings::action::HSMA_ARCHIVE {
                     if let Some(f) = self.files.get_mut(&fid) {
                         f.states |= HS_EXISTS;
                         f.archive_id = archive_id;
                     }
                 }
-                let r = &mut self.mdts[m].records[i];
-                r.status = Status::Started;
-                r.active = true;
-                r.agent = Some(agent);
-                r.uuid = uuid.clone();
-                r.changed_ms = now_ms;
-                r.updated_ms = now_ms;
-                r.done = 0;
-                batch.push(i);
-                slots -= 1;
+                let item = self.mdts[m].records.update(idx, |r| {
+                    r.status = Status::Started;
+                    r.active = true;
+                    r.agent = Some(agent);
+                    r.uuid.clone_from(&uuid);
+                    r.changed_ms = now_ms;
+                    r.updated_ms = now_ms;
+                    r.done = 0;
+                    r.item()
+                });
+                if let Some(item) = item {
+                    items.push((archive_id, item));
+                }
             }
-            if batch.is_empty() {
-                continue;
-            }
-            let items: Vec<(u32, ActionItem)> = batch
-                .iter()
-                .map(|&i| (archive_id, self.mdts[m].records[i].item()))
-                .collect();
+            let count = items.len();
             let hals = match lustre_bindings::split_into_hals(
                 &self.fsname,
                 flags,
@@ -1282,17 +1371,18 @@ impl Sim {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build action lists");
-                    for &i in &batch {
-                        let r = &mut self.mdts[m].records[i];
-                        r.status = Status::Failed;
-                        r.active = false;
-                        r.agent = None;
+                    for &idx in &g.idxs {
+                        self.mdts[m].records.update(idx, |r| {
+                            r.status = Status::Failed;
+                            r.active = false;
+                            r.agent = None;
+                        });
                     }
                     continue;
                 }
             };
             if let Some(a) = self.agents.get_mut(&agent) {
-                a.current += batch.len() as u32;
+                a.current += count as u32;
             }
             for hal in hals {
                 let carried: Vec<(u32, u64)> =
@@ -1304,6 +1394,9 @@ impl Sim {
                     archive_id,
                     "dispatching an action list"
                 );
+                if let Some(t) = &self.tracer {
+                    t.handed_out(hal.items.iter().map(|it| (it.cookie, it.fid)));
+                }
                 if !self.send(agent, &hal, carried.clone()) {
                     self.delivery_failed(agent, &carried);
                 }
@@ -1328,8 +1421,8 @@ impl Sim {
             let timeout = tun.active_request_timeout as u64 * 1000;
             let expired: Vec<(u32, u64, u32, WireFid)> = self.mdts[m]
                 .records
-                .iter()
-                .filter(|r| r.active && now_ms.saturating_sub(r.updated_ms) >= timeout)
+                .active()
+                .filter(|r| now_ms.saturating_sub(r.updated_ms) >= timeout)
                 .map(|r| (r.idx, r.cookie, r.action, r.dfid))
                 .collect();
             for (idx, cookie, action, dfid) in expired {
@@ -1339,21 +1432,20 @@ impl Sim {
                     "request timed out"
                 );
                 self.leave_active(m, cookie, false);
-                if let Some(r) = self.mdts[m].records.iter_mut().find(|r| r.idx == idx) {
+                self.mdts[m].records.update(idx, |r| {
                     r.status = Status::Canceled;
                     r.changed_ms = now_ms;
-                }
+                });
                 if action == lustre_bindings::action::HSMA_RESTORE {
                     self.drop_volatile(dfid);
                 }
                 self.dirty = true;
             }
             let grace = tun.grace_delay as u64 * 1000;
-            let before = self.mdts[m].records.len();
-            self.mdts[m].records.retain(|r| {
+            let removed = self.mdts[m].records.retain(|r| {
                 r.active || !r.status.finished() || now_ms.saturating_sub(r.changed_ms) < grace
             });
-            if self.mdts[m].records.len() != before {
+            if removed != 0 {
                 self.dirty = true;
             }
         }
@@ -1361,12 +1453,18 @@ impl Sim {
 
     /// `hsm_control=purge`: cancel everything.
     fn purge(&mut self, m: usize, now_ms: u64) {
-        let fids: Vec<WireFid> = self.mdts[m]
-            .records
-            .iter()
-            .filter(|r| r.active || r.status == Status::Waiting)
+        let recs = &self.mdts[m].records;
+        let mut fids: Vec<WireFid> = recs
+            .active()
             .map(|r| r.fid)
+            .chain(
+                recs.waiting_idxs()
+                    .filter_map(|i| recs.get(i))
+                    .map(|r| r.fid),
+            )
             .collect();
+        fids.sort_unstable();
+        fids.dedup();
         for fid in fids {
             self.cancel_fid(m, fid, now_ms);
         }
@@ -1427,12 +1525,7 @@ impl Sim {
     }
 
     fn param_value(&mut self, m: usize, name: &str) -> String {
-        let count = |mdt: &Mdt, a: u32| {
-            mdt.records
-                .iter()
-                .filter(|r| r.active && r.action == a)
-                .count()
-        };
+        let count = |mdt: &Mdt, a: u32| mdt.records.active().filter(|r| r.action == a).count();
         let mdt = &self.mdts[m];
         let t = &mdt.tun;
         match name {
@@ -1456,12 +1549,7 @@ impl Sim {
             }
             .to_owned(),
             "active_requests" => {
-                let lines: Vec<String> = mdt
-                    .records
-                    .iter()
-                    .filter(|r| r.active)
-                    .map(|r| r.active_line())
-                    .collect();
+                let lines: Vec<String> = mdt.records.active().map(|r| r.active_line()).collect();
                 lines.join("\n")
             }
             "actions" => {
@@ -1556,8 +1644,9 @@ impl Sim {
                     t.hsm_control = Control::Stopped;
                     // The agent list is dropped; in-memory requests freed.
                     self.agents.clear();
-                    for r in &mut self.mdts[m].records {
-                        r.agent = None;
+                    let recs = &mut self.mdts[m].records;
+                    for idx in recs.active_idxs() {
+                        recs.update(idx, |r| r.agent = None);
                     }
                 }
                 "purge" => self.purge(m, now_ms),
@@ -1773,11 +1862,12 @@ mod tests {
             .hsm_request(HUA_ARCHIVE, 0, 0, &[item, item], b"x", 0)
             .unwrap();
         assert_eq!(c.len(), 1, "duplicate fids are dropped");
-        assert_eq!(sim.mdts[0].records[0].archive_id, 1, "default archive id");
+        let first = |sim: &Sim| sim.mdts[0].records.iter().next().unwrap().clone();
+        assert_eq!(first(&sim).archive_id, 1, "default archive id");
         // Release before archive is refused.
         assert_eq!(sim.release(fid), Err(-EPERM));
         // Cancel of a waiting request just cancels it.
         sim.hsm_request(HUA_CANCEL, 0, 0, &[item], b"", 0).unwrap();
-        assert_eq!(sim.mdts[0].records[0].status, Status::Canceled);
+        assert_eq!(first(&sim).status, Status::Canceled);
     }
 }

@@ -24,7 +24,7 @@ fn cancel_of_a_running_archive() {
         .into_iter()
         .find(|l| l.contains("ARCHIVE"))
         .unwrap();
-    assert!(line.ends_with("rc=0 errval=125"), "{line}");
+    assert!(line.ends_with("rc=0 errval=125 data="), "{line}");
     let cancel_line = env
         .ct_lines(ct)
         .into_iter()

@@ -23,6 +23,12 @@ pub struct Env {
 
 impl Env {
     pub fn new(fsname: &str, mdts: u32) -> Env {
+        Self::with_simd_args(fsname, mdts, &[])
+    }
+
+    /// A simulator started with extra arguments; `{tmp}` in them is replaced
+    /// by the test's temporary folder.
+    pub fn with_simd_args(fsname: &str, mdts: u32, extra: &[&str]) -> Env {
         let (_, lib_dir) =
             lustre_sim::testing::fake_lib_dir_or_explain().unwrap_or_else(|e| panic!("{e}"));
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -40,16 +46,27 @@ impl Env {
             simd: None,
             copytools: Vec::new(),
         };
-        env.start_simd();
+        let tmp_dir = env._tmp.path().to_string_lossy().into_owned();
+        let extra: Vec<std::ffi::OsString> = extra
+            .iter()
+            .map(|a| a.replace("{tmp}", &tmp_dir).into())
+            .collect();
+        let extra: Vec<&std::ffi::OsStr> = extra.iter().map(|a| a.as_os_str()).collect();
+        env.start_simd_with(&extra);
         env
     }
 
     pub fn start_simd(&mut self) {
-        let g = lustre_sim::testing::start_simd(
+        self.start_simd_with(&[]);
+    }
+
+    pub fn start_simd_with(&mut self, extra: &[&std::ffi::OsStr]) {
+        let g = lustre_sim::testing::start_simd_with(
             Path::new(env!("CARGO_BIN_EXE_lustre-simd")),
             &self.root,
             &self.fsname,
             self.mdts,
+            extra,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         self.simd = Some(g);
@@ -78,6 +95,17 @@ impl Env {
         );
         self.copytools.push(g);
         self.copytools.len() - 1
+    }
+
+    /// Start `lhsmtool-sim` without waiting for its registration.
+    pub fn spawn_copytool(&self, extra: &[&str]) -> ChildGuard {
+        let mut cmd = Command::new(lustre_sim::paths::LHSMTOOL_SIM);
+        cmd.env("LD_LIBRARY_PATH", &self.lib_dir)
+            .arg("--hsm-root")
+            .arg(&self.hsm)
+            .args(extra)
+            .arg(&self.root);
+        ChildGuard::spawn("lhsmtool-sim", cmd).expect("spawn lhsmtool-sim")
     }
 
     pub fn ct_lines(&self, i: usize) -> Vec<String> {

@@ -10,6 +10,8 @@ mod common;
 
 mod bad_calls;
 mod cancel;
+mod control;
 mod cycle;
 mod dispatch;
+mod features;
 mod text;
