@@ -4,10 +4,24 @@
 //! The file is the one shared with clients (their keys are accepted
 //! silently). Unknown keys are warned about by name. Keys of the C tool whose
 //! feature is not implemented yet (`archive_on_hosts*`, `batch_archives_*`,
-//! `reporting_*`, `redis_*`, `mdt_request_timeout`) are parsed loosely and
-//! warned about as "not implemented yet". A bad value is an error naming the
-//! key, the value and where it came from (file and line, variable or option).
-//! The environment is read through an injected closure so tests are hermetic.
+//! `reporting_*`, `redis_*`) are parsed loosely and warned about as "not
+//! implemented yet". A bad value is an error naming the key, the value and
+//! where it came from (file and line, variable or option). The environment is
+//! read through an injected closure so tests are hermetic.
+//!
+//! # Keys
+//! | key | option | default | meaning |
+//! |---|---|---|---|
+//! | `host` | `--host` | `coordinatool` (`0.0.0.0` if it does not resolve) | bind address |
+//! | `port` | `--port` | 5123 | bind port (0: ephemeral, printed at start) |
+//! | `verbose` | `-v`/`-q` | `normal` | log level (re-read on SIGHUP) |
+//! | `archive_id` | `--archive` | none (all) | archive ids to register for; repeatable or comma-separated |
+//! | `client_grace_ms` | `--client-grace` | 600000 | how long a disconnected agent keeps its requests |
+//! | `state_dir` | `--state-dir` | `/var/lib/coordinatool/<escaped mount>` | state directory |
+//! | `lustreapi` | `--lustreapi` | `liblustreapi.so.1` | library to load |
+//! | `action_order` | | `restore,remove,archive` | hand-out order of the action types |
+//! | `max_hal_bytes` | | 1048576 | cap on one batch's encoded HAL size (K/M/G suffixes) |
+//! | `mdt_request_timeout` | `--mdt-request-timeout` | 0 (off) | seconds; set it to the MDT's `hsm.active_request_timeout`. A request still waiting in the daemon (never handed out, or requeued) once 90% of it has passed since the daemon received it is reported to Lustre as failed (`ETIMEDOUT`) and forgotten, instead of being cancelled silently by the MDT |
 
 use std::path::{Path, PathBuf};
 
@@ -36,7 +50,6 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
     "reporting_schedule_interval_ms",
     "redis_host",
     "redis_port",
-    "mdt_request_timeout",
 ];
 
 /// Command line.
@@ -71,6 +84,12 @@ pub struct Cli {
     /// How long a disconnected agent keeps its requests, in milliseconds.
     #[arg(long, value_name = "MS")]
     pub client_grace: Option<u64>,
+    /// The MDT's `hsm.active_request_timeout`, in seconds (key
+    /// `mdt_request_timeout`; 0, the default, disables this). A request still
+    /// waiting in the daemon when 90% of it has passed since the daemon
+    /// received it is reported to Lustre as failed (ETIMEDOUT) and dropped.
+    #[arg(long, value_name = "SECS")]
+    pub mdt_request_timeout: Option<u64>,
     /// More verbose (repeatable).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -107,6 +126,8 @@ pub struct Config {
     pub action_order: [Kind; 3],
     /// Cap on one batch's encoded HAL size.
     pub max_hal_bytes: u32,
+    /// The MDT's `active_request_timeout` in seconds (0: disabled).
+    pub mdt_request_timeout_s: u64,
     /// Mount point.
     pub mountpoint: PathBuf,
     /// The configuration file read, if any.
@@ -169,6 +190,20 @@ fn parse_order(e: &Entry) -> Result<[Kind; 3], ConfError> {
         }
     }
     Ok([kinds[0], kinds[1], kinds[2]])
+}
+
+/// Largest accepted `mdt_request_timeout`: the kernel's tunable is an `int`.
+pub const MAX_MDT_REQUEST_TIMEOUT_S: u64 = i32::MAX as u64;
+
+fn parse_timeout(v: &str) -> Result<u64, String> {
+    let t = parse_u64(v)?;
+    if t > MAX_MDT_REQUEST_TIMEOUT_S {
+        return Err(format!(
+            "mdt_request_timeout is in seconds and at most {MAX_MDT_REQUEST_TIMEOUT_S} \
+             (the MDT's active_request_timeout)"
+        ));
+    }
+    Ok(t)
 }
 
 /// The entries of the file and the environment, in application order, plus
@@ -243,6 +278,7 @@ pub fn resolve(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         lustreapi: None,
         action_order: Kind::DEFAULT_ORDER,
         max_hal_bytes: lustre_bindings::hal::HAL_MAXSIZE as u32,
+        mdt_request_timeout_s: 0,
         mountpoint: cli.mountpoint.clone(),
         config_path: file.path.clone(),
         no_flush: cli.no_flush,
@@ -279,7 +315,10 @@ pub fn resolve(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config
                 }
                 cfg.max_hal_bytes = v as u32;
             }
-            "redis_port" | "reporting_schedule_interval_ms" | "mdt_request_timeout" => {
+            "mdt_request_timeout" => {
+                cfg.mdt_request_timeout_s = parse_timeout(&e.value).map_err(|r| e.bad(r))?;
+            }
+            "redis_port" | "reporting_schedule_interval_ms" => {
                 parse_u64(&e.value).map_err(|r| e.bad(r))?;
             }
             "batch_archives_slots_per_client" => {
@@ -316,6 +355,15 @@ pub fn resolve(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config
     }
     if let Some(g) = cli.client_grace {
         cfg.client_grace_ms = g;
+    }
+    if let Some(t) = cli.mdt_request_timeout {
+        cfg.mdt_request_timeout_s =
+            parse_timeout(&t.to_string()).map_err(|reason| ConfError::BadValue {
+                key: "mdt_request_timeout".into(),
+                value: t.to_string(),
+                origin: Origin::Cli("--mdt-request-timeout".into()),
+                reason,
+            })?;
     }
     if let Some(d) = &cli.state_dir {
         state_dir = Some(d.clone());
@@ -378,6 +426,7 @@ mod tests {
         assert_eq!(c.action_order, Kind::DEFAULT_ORDER);
         assert_eq!(c.verbose, Verbosity::Normal);
         assert!(c.archive_ids.is_empty());
+        assert_eq!(c.mdt_request_timeout_s, 0);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
@@ -404,6 +453,8 @@ mod tests {
         assert_eq!(c.lustreapi, Some(PathBuf::from("/opt/liblustreapi.so")));
         assert_eq!(c.action_order, [Kind::Archive, Kind::Restore, Kind::Remove]);
         assert_eq!(c.max_hal_bytes, 65536);
+        assert_eq!(c.mdt_request_timeout_s, 100);
+        assert!(!c.warnings.iter().any(|w| w.contains("mdt_request_timeout")));
         // Every unimplemented key warned by name; client keys silent; unknown key warned.
         for k in NOT_IMPLEMENTED {
             assert!(
@@ -496,6 +547,13 @@ mod tests {
             ("verbose shouty\n", "verbose", "shouty", 1),
             ("max_hal_bytes 12Q\n", "max_hal_bytes", "12Q", 1),
             ("max_hal_bytes 8\n", "max_hal_bytes", "8", 1),
+            ("mdt_request_timeout 1h\n", "mdt_request_timeout", "1h", 1),
+            (
+                "\nmdt_request_timeout 99999999999\n",
+                "mdt_request_timeout",
+                "99999999999",
+                2,
+            ),
         ] {
             let (_d, p) = write(text);
             let err = resolve(&cli(&["-c", p.to_str().unwrap(), "/m"]), &env_of(&[])).unwrap_err();
@@ -523,6 +581,29 @@ mod tests {
         assert!(err.to_string().contains("--archive"), "{err}");
         let err = resolve(&cli(&["-c", "/nonexistent.conf", "/m"]), &env_of(&[])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent.conf"), "{err}");
+    }
+
+    #[test]
+    fn mdt_request_timeout_layers() {
+        let (_d, p) = write("mdt_request_timeout 3600\n");
+        let path = p.to_str().unwrap();
+        let c = resolve(&cli(&["-c", path, "/m"]), &env_of(&[])).unwrap();
+        assert_eq!(c.mdt_request_timeout_s, 3600);
+        let env = env_of(&[("COORDINATOOL_MDT_REQUEST_TIMEOUT", "7200")]);
+        let c = resolve(&cli(&["-c", path, "/m"]), &env).unwrap();
+        assert_eq!(c.mdt_request_timeout_s, 7200);
+        let c = resolve(
+            &cli(&["-c", path, "--mdt-request-timeout", "0", "/m"]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.mdt_request_timeout_s, 0);
+        let err = resolve(
+            &cli(&["-c", path, "--mdt-request-timeout", "3000000000", "/m"]),
+            &env_of(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--mdt-request-timeout"), "{err}");
     }
 
     #[test]

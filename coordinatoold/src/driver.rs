@@ -140,7 +140,12 @@ impl Driver {
                     None => break Ok(()),
                 },
                 _ = tokio::time::sleep(sleep) => {
-                    self.d.sched.tick(now_ms());
+                    for x in self.d.sched.tick(now_ms()) {
+                        tracing::warn!(cookie = x.key.cookie, fid = %x.fid, dfid = %x.key.dfid,
+                            action = %x.kind.name(), archive_id = x.archive_id, age_ms = x.age_ms,
+                            "request waited too long without an agent (90% of mdt_request_timeout): \
+                             reported to Lustre as failed (ETIMEDOUT) before the MDT cancels it silently");
+                    }
                     if let Err(e) = self.apply(None) {
                         break Err(e);
                     }

@@ -6,8 +6,11 @@
 //! then). While nothing is pending it waits on its command channel with a
 //! short timeout, so reports to Lustre (`action_begin(is_error)` +
 //! `action_end(errval)`) are made from the same thread that owns the
-//! registration. `ESHUTDOWN` (the kernel tore the session down) stops intake;
-//! the thread then tries to register again every few seconds. On
+//! registration. `ESHUTDOWN` (the kernel tore the session down) or `EPIPE`
+//! (its end of the pipe closed) ends the session: intake stops, the daemon
+//! keeps everything it holds, and the thread tries to register again every
+//! second (the MDT refuses while its coordinator is stopped). Reports made
+//! while unregistered are kept and made once registered again. On
 //! [`KernelCmd::Stop`] it unregisters and ends.
 
 use std::path::{Path, PathBuf};
@@ -26,9 +29,13 @@ use crate::scheduler::LustreReport;
 /// How long the thread waits for a command when Lustre has nothing.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// How often registration is retried after `ESHUTDOWN`.
-const REREGISTER_EVERY: Duration = Duration::from_secs(5);
+const REREGISTER_EVERY: Duration = Duration::from_secs(1);
 /// `ESHUTDOWN`.
 const ESHUTDOWN: i32 = 108;
+/// `EPIPE`.
+const EPIPE: i32 = 32;
+/// Reports kept while unregistered, at most.
+const MAX_DEFERRED_REPORTS: usize = 1 << 20;
 
 /// Commands to the kernel thread.
 #[derive(Debug)]
@@ -117,6 +124,8 @@ impl Kernel {
             fsname: fsname.clone(),
             rx,
             driver,
+            deferred: Vec::new(),
+            register_failures: 0,
         };
         let thread = std::thread::Builder::new()
             .name("lustre".into())
@@ -142,6 +151,10 @@ struct Thread {
     fsname: String,
     rx: Receiver<KernelCmd>,
     driver: mpsc::Sender<DriverCmd>,
+    /// Reports made while unregistered.
+    deferred: Vec<LustreReport>,
+    /// Failed registration attempts since the session ended.
+    register_failures: u64,
 }
 
 enum Flow {
@@ -173,11 +186,14 @@ impl Thread {
                         break;
                     }
                 }
-                Err(e) if e.raw_os_error() == Some(ESHUTDOWN) => {
-                    tracing::error!(error = %e, "Lustre shut the copytool session down; intake stopped, will re-register");
+                Err(e) if matches!(e.raw_os_error(), Some(ESHUTDOWN | EPIPE)) => {
+                    tracing::error!(error = %e, errno = e.raw_os_error(),
+                        "Lustre ended the copytool session (coordinator shut down?); intake stopped, \
+                         queued work kept, registering again every second");
                     if let Some(ct) = self.ct.take() {
                         let _ = ct.unregister();
                     }
+                    self.register_failures = 0;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "llapi_hsm_copytool_recv failed");
@@ -201,10 +217,27 @@ impl Thread {
             .copytool_register(&self.mount, &self.archives, true)
         {
             Ok(ct) => {
-                tracing::info!("registered as copytool again");
+                tracing::info!(
+                    attempts = self.register_failures + 1,
+                    deferred_reports = self.deferred.len(),
+                    "registered as copytool again"
+                );
                 self.ct = Some(ct);
+                for r in std::mem::take(&mut self.deferred) {
+                    self.report(r);
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "copytool registration failed; will retry"),
+            Err(e) => {
+                self.register_failures += 1;
+                // Once at warn level, then quietly: the coordinator may stay
+                // stopped for a long time.
+                if self.register_failures == 1 {
+                    tracing::warn!(error = %e, "copytool registration failed; retrying every second");
+                } else {
+                    tracing::debug!(error = %e, attempts = self.register_failures,
+                        "copytool registration failed again");
+                }
+            }
         }
     }
 
@@ -241,12 +274,18 @@ impl Thread {
     }
 
     fn report(&mut self, r: LustreReport) {
-        let item: ActionItem = r.item.into();
         let Some(ct) = self.ct.as_ref() else {
-            tracing::warn!(cookie = item.cookie, fid = %item.fid, errval = r.errval,
-                "not registered: cannot report to Lustre");
+            if self.deferred.len() < MAX_DEFERRED_REPORTS {
+                tracing::info!(cookie = r.item.cookie, fid = %r.item.fid, errval = r.errval,
+                    "not registered: report to Lustre deferred until registered again");
+                self.deferred.push(r);
+            } else {
+                tracing::warn!(cookie = r.item.cookie, fid = %r.item.fid, errval = r.errval,
+                    "not registered and too many deferred reports: report dropped");
+            }
             return;
         };
+        let item: ActionItem = r.item.into();
         let res = ct
             .action_begin(&item, -1, 0, true)
             .and_then(|ca| ca.end(item.extent, HP_FLAG_COMPLETED, r.errval));

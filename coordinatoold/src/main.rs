@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         }
     };
     let (filter, handle) = reload::Layer::new(filter_for(cfg.verbose));
-    let ansi = std::env::var_os("JOURNAL_STREAM").is_none();
+    // Colours only on a terminal: never in the journal, files or pipes.
+    let ansi = std::env::var_os("JOURNAL_STREAM").is_none()
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -42,7 +45,7 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
     tracing::info!(config = ?cfg.config_path, host = %cfg.host, port = cfg.port, archives = ?cfg.archive_ids,
-        grace_ms = cfg.client_grace_ms, state_dir = %cfg.state_dir.display(), order = ?cfg.action_order,
+        grace_ms = cfg.client_grace_ms, mdt_request_timeout_s = cfg.mdt_request_timeout_s, state_dir = %cfg.state_dir.display(), order = ?cfg.action_order,
         "starting coordinatoold {}", env!("CARGO_PKG_VERSION"));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -16,8 +16,16 @@
 //! entry in its queue that is skipped (and dropped) when it reaches the head:
 //! every enqueue gets a fresh sequence number and an entry is live only if the
 //! request still waits with that number.
+//!
+//! # Expiry of waiting requests
+//! With [`SchedConfig::waiting_expiry_ms`] set, a request still waiting (never
+//! handed out, or requeued) that long after the daemon first received it is
+//! dropped by [`Scheduler::tick`] and reported to Lustre as failed with
+//! `ETIMEDOUT`, because the MDT would otherwise cancel it silently. Deadlines
+//! sit in a min-heap with the same stale-entry rule as the queues.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use coordinatool_protocol::{
     ActionCounts, AgentInfo, Batch, RequestInfo, RequestState, WireFid, WireItem,
@@ -191,6 +199,8 @@ pub mod libc_errno {
     pub const ENOTCONN: i32 = 107;
     /// ESHUTDOWN.
     pub const ESHUTDOWN: i32 = 108;
+    /// ETIMEDOUT.
+    pub const ETIMEDOUT: i32 = 110;
     /// ECANCELED.
     pub const ECANCELED: i32 = 125;
     /// EIO.
@@ -205,6 +215,22 @@ pub struct LustreReport {
     pub item: WireItem,
     /// Positive errno.
     pub errval: i32,
+}
+
+/// A waiting request dropped by [`Scheduler::tick`] because it waited too
+/// long; it is also reported to Lustre (`ETIMEDOUT`) through the effects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Its key (cookie and dfid).
+    pub key: ReqKey,
+    /// `hai_fid`.
+    pub fid: WireFid,
+    /// Its action.
+    pub kind: Kind,
+    /// Its archive id.
+    pub archive_id: u32,
+    /// Time since the daemon first received it.
+    pub age_ms: u64,
 }
 
 /// A batch to send to the agent whose `recv` carried `token`.
@@ -250,6 +276,21 @@ pub struct SchedConfig {
     pub grace_ms: u64,
     /// Server-side cap on one batch's encoded HAL size.
     pub max_hal_bytes: u32,
+    /// Archive ids the daemon registered for with Lustre (empty: all).
+    /// `queue` items for other archive ids are rejected.
+    pub archive_ids: Vec<u32>,
+    /// A request still waiting this long after the daemon received it is
+    /// dropped and reported to Lustre as failed (`None`: never). The daemon
+    /// sets 90% of `mdt_request_timeout`.
+    pub waiting_expiry_ms: Option<u64>,
+}
+
+impl SchedConfig {
+    /// The expiry delay for an MDT `active_request_timeout` of `secs`
+    /// seconds: 90% of it (`None` for 0, disabled).
+    pub fn expiry_for_mdt_timeout(secs: u64) -> Option<u64> {
+        (secs > 0).then(|| secs.saturating_mul(900))
+    }
 }
 
 /// The limits of a `recv`.
@@ -371,6 +412,9 @@ pub struct Scheduler {
     locked: bool,
     effects: Effects,
     dirty_set: HashSet<ReqKey>,
+    /// (deadline, wait seq, key) of waiting requests, when expiry is on.
+    /// An entry is live only if the request still waits with that seq.
+    expiry: BinaryHeap<Reverse<(u64, u64, ReqKey)>>,
 }
 
 impl Scheduler {
@@ -390,6 +434,15 @@ impl Scheduler {
             locked: false,
             effects: Effects::default(),
             dirty_set: HashSet::new(),
+            expiry: BinaryHeap::new(),
+        }
+    }
+
+    /// Makes room for `additional` more requests (replay).
+    pub fn reserve(&mut self, additional: usize) {
+        self.requests.reserve(additional);
+        if self.cfg.waiting_expiry_ms.is_some() {
+            self.expiry.reserve(additional);
         }
     }
 
@@ -467,7 +520,59 @@ impl Scheduler {
             flags: e.rec.flags,
         };
         self.waiting_counts[e.kind.idx()] += 1;
+        if let Some(t) = self.cfg.waiting_expiry_ms {
+            let deadline = e.rec.received_at_ms.saturating_add(t);
+            self.expiry.push(Reverse((deadline, seq, key)));
+        }
         self.queues.entry(qk).or_default().push_back((seq, key));
+    }
+
+    fn expiry_live(&self, seq: u64, key: &ReqKey) -> bool {
+        self.requests
+            .get(key)
+            .is_some_and(|e| e.wait_seq == Some(seq))
+    }
+
+    /// The earliest live expiry deadline, dropping stale heap tops.
+    fn next_expiry(&mut self) -> Option<u64> {
+        while let Some(&Reverse((deadline, seq, key))) = self.expiry.peek() {
+            if self.expiry_live(seq, &key) {
+                return Some(deadline);
+            }
+            self.expiry.pop();
+        }
+        None
+    }
+
+    /// Drops the waiting requests whose expiry deadline is `now` or earlier
+    /// and reports them to Lustre with `ETIMEDOUT`.
+    fn expire_waiting(&mut self, now: u64) -> Vec<Expired> {
+        let mut out = Vec::new();
+        while let Some(&Reverse((deadline, seq, key))) = self.expiry.peek() {
+            if deadline > now {
+                break;
+            }
+            self.expiry.pop();
+            if !self.expiry_live(seq, &key) {
+                continue;
+            }
+            let Some(e) = self.remove(&key) else {
+                continue;
+            };
+            self.failed[e.kind.idx()] += 1;
+            out.push(Expired {
+                key,
+                fid: e.rec.item.fid,
+                kind: e.kind,
+                archive_id: e.rec.archive_id,
+                age_ms: now.saturating_sub(e.rec.received_at_ms),
+            });
+            self.effects.reports.push(LustreReport {
+                item: e.rec.item,
+                errval: libc_errno::ETIMEDOUT,
+            });
+        }
+        out
     }
 
     /// Validates an item for queueing (`queue` and EHLO adoption).
@@ -481,6 +586,14 @@ impl Scheduler {
         })?;
         if archive_id == 0 {
             return Err("archive id 0 is not valid".into());
+        }
+        let registered = &self.cfg.archive_ids;
+        if !registered.is_empty() && !registered.contains(&archive_id) {
+            return Err(format!(
+                "archive id {archive_id} is not one this coordinatoold registered for with \
+                 Lustre ({registered:?}): such a request never comes from this MDT \
+                 registration and no agent set is meant for it"
+            ));
         }
         let need = header_len(&self.cfg.fsname) + item_hal_len(item);
         if need > HAL_MAXSIZE {
@@ -510,8 +623,11 @@ impl Scheduler {
             archive_id: rec.archive_id,
             flags: rec.flags,
         });
-        tracing::debug!(cookie = key.cookie, fid = %rec.item.fid, action = kind.name(),
-            archive_id = rec.archive_id, agent = ?agent, "request added");
+        if persist {
+            // Not at replay: one line per stored request would flood the log.
+            tracing::debug!(cookie = key.cookie, fid = %rec.item.fid, action = kind.name(),
+                archive_id = rec.archive_id, agent = ?agent, "request added");
+        }
         self.requests.insert(
             key,
             Entry {
@@ -847,9 +963,12 @@ impl Scheduler {
         }
     }
 
-    /// The next time [`Scheduler::tick`] has something to do.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.agents
+    /// The next time [`Scheduler::tick`] has something to do (grace ends,
+    /// `recv` waits, expiry of waiting requests).
+    pub fn next_deadline(&mut self) -> Option<u64> {
+        let expiry = self.next_expiry();
+        let agents = self
+            .agents
             .values()
             .filter_map(|a| {
                 let grace = a
@@ -862,11 +981,18 @@ impl Scheduler {
                     (g, w) => g.or(w),
                 }
             })
-            .min()
+            .min();
+        match (agents, expiry) {
+            (Some(a), Some(x)) => Some(a.min(x)),
+            (a, x) => a.or(x),
+        }
     }
 
-    /// Handles expired grace periods and `recv` waits.
-    pub fn tick(&mut self, now: u64) {
+    /// Handles expired grace periods, waiting requests past their expiry
+    /// (returned, and reported to Lustre through the effects) and `recv`
+    /// waits. Requests requeued by a grace expiry are checked for expiry
+    /// before anything is handed out.
+    pub fn tick(&mut self, now: u64) -> Vec<Expired> {
         let expired: Vec<String> = self
             .agents
             .iter()
@@ -880,6 +1006,7 @@ impl Scheduler {
         for id in expired {
             self.expire_agent(&id);
         }
+        let dropped = self.expire_waiting(now);
         let timed_out: Vec<String> = self
             .agents
             .iter()
@@ -909,6 +1036,7 @@ impl Scheduler {
                 });
             }
         }
+        dropped
     }
 
     fn expire_agent(&mut self, id: &str) {
@@ -1258,6 +1386,8 @@ mod tests {
             order: Kind::DEFAULT_ORDER,
             grace_ms: 1000,
             max_hal_bytes: 1 << 20,
+            archive_ids: Vec::new(),
+            waiting_expiry_ms: None,
         }
     }
 
@@ -1678,5 +1808,146 @@ mod tests {
         big.data = vec![0; HAL_MAXSIZE];
         assert!(s.validate(&big, 1).is_err());
         assert_eq!(s.validate(&item(R, 1), 1), Ok(Kind::Restore));
+    }
+
+    fn expiring(ms: u64) -> Scheduler {
+        Scheduler::new(SchedConfig {
+            waiting_expiry_ms: Some(ms),
+            ..cfg()
+        })
+    }
+
+    #[test]
+    fn expiry_is_ninety_percent_of_the_mdt_timeout() {
+        assert_eq!(SchedConfig::expiry_for_mdt_timeout(0), None);
+        assert_eq!(SchedConfig::expiry_for_mdt_timeout(3600), Some(3_240_000));
+        assert_eq!(SchedConfig::expiry_for_mdt_timeout(1), Some(900));
+    }
+
+    #[test]
+    fn waiting_requests_expire_and_are_reported_timed_out() {
+        let mut s = expiring(500);
+        // rec(n) is received at T0 + n.
+        for (a, n) in [(A, 1), (R, 2), (X, 3)] {
+            s.offer(rec(a, n, 1), T0, true);
+        }
+        s.take_effects();
+        assert_eq!(s.next_deadline(), Some(T0 + 501));
+        // Just before: nothing.
+        assert!(s.tick(T0 + 500).is_empty());
+        assert!(s.take_effects().is_empty());
+        let x = s.tick(T0 + 502);
+        assert_eq!(
+            x,
+            vec![
+                Expired {
+                    key: ReqKey::of(&item(A, 1)),
+                    fid: fid(1),
+                    kind: Kind::Archive,
+                    archive_id: 1,
+                    age_ms: 501,
+                },
+                Expired {
+                    key: ReqKey::of(&item(R, 2)),
+                    fid: fid(2),
+                    kind: Kind::Restore,
+                    archive_id: 1,
+                    age_ms: 500,
+                },
+            ]
+        );
+        let e = s.take_effects();
+        // Deleted from the store, reported with the original item.
+        assert_eq!(
+            e.dirty,
+            vec![ReqKey::of(&item(A, 1)), ReqKey::of(&item(R, 2))]
+        );
+        assert!(!e.wrote);
+        assert_eq!(e.reports.len(), 2);
+        assert_eq!(e.reports[0].item, item(A, 1));
+        assert_eq!(e.reports[0].errval, libc_errno::ETIMEDOUT);
+        assert_eq!(s.record(&ReqKey::of(&item(A, 1))), None);
+        assert_eq!(s.waiting_counts(), [0, 0, 1]);
+        assert_eq!(s.action_counts()[0].failed, 1);
+        assert_eq!(s.action_counts()[1].failed, 1);
+        assert_eq!(s.next_deadline(), Some(T0 + 503));
+        s.tick(T0 + 503);
+        assert_eq!(s.waiting_counts(), [0, 0, 0]);
+        assert_eq!(s.next_deadline(), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn running_requests_never_expire_and_requeued_ones_do_at_once() {
+        let mut s = expiring(500);
+        s.offer(rec(A, 1, 1), T0, true);
+        s.offer(rec(A, 2, 1), T0, true);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        let mut sp = spec();
+        sp.limits[0] = Some(1);
+        s.recv("a", 1, sp, T0).unwrap();
+        s.take_effects();
+        // 1 runs, 2 waits. The stale heap entry of 1 is skipped.
+        assert_eq!(s.next_deadline(), Some(T0 + 502));
+        let x = s.tick(T0 + 600);
+        assert_eq!(x.len(), 1);
+        assert_eq!(x[0].key, ReqKey::of(&item(A, 2)));
+        assert_eq!(s.running_counts(), [1, 0, 0]);
+        assert_eq!(s.next_deadline(), None);
+        // Its agent goes away; after the grace period (1000 ms) the request
+        // is requeued, already past its expiry: dropped in the same tick,
+        // never handed out to the agent waiting there.
+        s.take_effects();
+        s.disconnect("a", T0 + 600);
+        s.connect("b", None, vec![], &[], T0 + 600).unwrap();
+        s.recv("b", 2, spec(), T0 + 600).unwrap();
+        assert!(s.take_effects().deliveries.is_empty());
+        assert_eq!(s.next_deadline(), Some(T0 + 1600));
+        let x = s.tick(T0 + 1600);
+        assert_eq!(x.len(), 1);
+        assert_eq!(x[0].key, ReqKey::of(&item(A, 1)));
+        assert_eq!(x[0].age_ms, 1599);
+        let e = s.take_effects();
+        assert!(e.deliveries.is_empty());
+        assert_eq!(e.reports.len(), 1);
+        assert_eq!(e.reports[0].errval, libc_errno::ETIMEDOUT);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn replayed_requests_keep_their_receive_time_for_expiry() {
+        let mut s = expiring(500);
+        // Replayed long after receipt: expires at the first tick.
+        s.offer(rec(A, 1, 1), T0 + 10_000, false);
+        let mut r = rec(A, 2, 1);
+        r.received_at_ms = T0 + 9_900;
+        s.offer(r, T0 + 10_000, false);
+        assert_eq!(s.next_deadline(), Some(T0 + 501));
+        let x = s.tick(T0 + 10_000);
+        assert_eq!(x.len(), 1);
+        assert_eq!(x[0].age_ms, 9_999);
+        assert_eq!(s.next_deadline(), Some(T0 + 10_400));
+        // Without expiry nothing ever expires.
+        let mut s = Scheduler::new(cfg());
+        s.offer(rec(A, 1, 1), T0, true);
+        assert!(s.tick(u64::MAX).is_empty());
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn queue_rejects_archive_ids_not_registered() {
+        let s = Scheduler::new(SchedConfig {
+            archive_ids: vec![1, 3],
+            ..cfg()
+        });
+        assert_eq!(s.validate(&item(A, 1), 3), Ok(Kind::Archive));
+        let err = s.validate(&item(A, 1), 2).unwrap_err();
+        assert!(
+            err.contains("archive id 2") && err.contains("registered"),
+            "{err}"
+        );
+        // Registered for all: any id but 0.
+        let s = Scheduler::new(cfg());
+        assert_eq!(s.validate(&item(A, 1), 2), Ok(Kind::Archive));
     }
 }

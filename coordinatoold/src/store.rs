@@ -66,6 +66,11 @@ pub enum StoreError {
     },
 }
 
+/// sled's page cache (its default is 1 GiB, which a replay scan fills:
+/// every record is also held decoded by the scheduler, so a big cache only
+/// doubles the memory used).
+pub const CACHE_BYTES: u64 = 64 << 20;
+
 /// Encodes a key.
 pub fn encode_key(k: &ReqKey) -> [u8; KEY_LEN] {
     let mut out = [0u8; KEY_LEN];
@@ -133,6 +138,7 @@ impl Store {
         };
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(CACHE_BYTES)
             .flush_every_ms(Some(500))
             .open()
             .map_err(sled_err("open"))?;
@@ -165,29 +171,101 @@ impl Store {
     }
 
     /// Every stored record, oldest first (by receive time, then key).
+    ///
+    /// Start-up cost matters (1M records must replay in seconds), so: one
+    /// scan only (sled's `len()` is itself a full scan and is not used), and
+    /// the key space is cut into cookie ranges scanned and decoded in
+    /// parallel (cookies are handed out sequentially by the MDT, so the
+    /// ranges are about even).
     pub fn load_all(&self) -> Result<Vec<Record>, StoreError> {
-        let mut out = Vec::with_capacity(self.requests.len());
-        for kv in self.requests.iter() {
-            let (k, v) = kv.map_err(self.err("scan requests"))?;
-            let rec: Record = rmp_serde::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                key: hex(&k),
-                reason: e.to_string(),
-            })?;
-            if decode_key(&k) != Some(rec.key()) {
-                return Err(StoreError::Corrupt {
-                    path: self.path.clone(),
-                    key: hex(&k),
-                    reason: format!("the record is for {}", rec.key()),
-                });
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.load_all_threads(threads.clamp(1, 4))
+    }
+
+    /// [`Store::load_all`] with `threads` scanning threads (benchmarks).
+    pub fn load_all_threads(&self, threads: usize) -> Result<Vec<Record>, StoreError> {
+        let (Some((first, _)), Some((last, _))) = (
+            self.requests.first().map_err(self.err("scan requests"))?,
+            self.requests.last().map_err(self.err("scan requests"))?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let cookie = |k: &[u8]| decode_key(k).map_or(0, |k| k.cookie);
+        let (lo, hi) = (cookie(&first), cookie(&last));
+        let threads = if hi - lo < 4096 {
+            1
+        } else {
+            threads.max(1) as u64
+        };
+        // Range i is [bound i, bound i+1), with open ends at both sides. An
+        // 8-byte cookie prefix sorts before every key with that cookie.
+        let bounds: Vec<[u8; 8]> = (1..threads)
+            .map(|i| (lo + (hi - lo) / threads * i).to_be_bytes())
+            .collect();
+        let parts: Vec<Result<Vec<Record>, StoreError>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..bounds.len() + 1)
+                .map(|i| {
+                    let start = i.checked_sub(1).map(|j| bounds[j]);
+                    let end = bounds.get(i).copied();
+                    sc.spawn(move || self.load_range(start, end))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut out = Vec::new();
+        for part in parts {
+            let part = part?;
+            if out.is_empty() {
+                out = part;
+            } else {
+                out.extend(part);
             }
-            out.push(rec);
         }
+        // Usually already in order (cookies grow with time): the stable sort
+        // then costs about one pass.
         out.sort_by_key(|r| (r.received_at_ms, r.item.cookie));
         Ok(out)
     }
 
-    /// Number of stored records.
+    /// Scans and decodes the keys in `[start, end)` (open ends when `None`).
+    fn load_range(
+        &self,
+        start: Option<[u8; 8]>,
+        end: Option<[u8; 8]>,
+    ) -> Result<Vec<Record>, StoreError> {
+        use std::ops::Bound;
+        let lower = start.map_or(Bound::Unbounded, |b| Bound::Included(b.to_vec()));
+        let upper = end.map_or(Bound::Unbounded, |b| Bound::Excluded(b.to_vec()));
+        let mut out = Vec::new();
+        for kv in self.requests.range::<Vec<u8>, _>((lower, upper)) {
+            let (k, v) = kv.map_err(self.err("scan requests"))?;
+            out.push(self.decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Decodes one stored record and checks it matches its key.
+    fn decode(&self, k: &[u8], v: &[u8]) -> Result<Record, StoreError> {
+        let rec: Record = rmp_serde::from_slice(v).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            key: hex(k),
+            reason: e.to_string(),
+        })?;
+        if decode_key(k) != Some(rec.key()) {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                key: hex(k),
+                reason: format!("the record is for {}", rec.key()),
+            });
+        }
+        Ok(rec)
+    }
+
+    /// Number of stored records. A full scan of the tree (sled keeps no
+    /// count): not for hot paths.
     pub fn len(&self) -> usize {
         self.requests.len()
     }
@@ -396,6 +474,33 @@ mod tests {
         }
         let err = Store::open(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn parallel_load_covers_every_key_once_and_reports_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(dir.path(), true).unwrap();
+        // Uneven cookies (n * n), received in reverse order of cookies.
+        let recs: Vec<Record> = (0..5_000u32)
+            .map(|n| {
+                let mut r = rec(n, None);
+                r.item.cookie = u64::from(n) * u64::from(n);
+                r.received_at_ms = 10_000 - u64::from(n);
+                r
+            })
+            .collect();
+        s.apply(recs.iter().map(|r| (r.key(), Some(r))), false)
+            .unwrap();
+        let back = s.load_all().unwrap();
+        let mut expect = recs.clone();
+        expect.reverse();
+        assert_eq!(back, expect);
+        // A corrupt record in the middle of the key space is found.
+        let mut bad = encode_key(&recs[2_500].key());
+        bad[23] ^= 0xff;
+        s.requests.insert(bad, &b"\xc1"[..]).unwrap();
+        let err = s.load_all().unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
     }
 
     #[test]

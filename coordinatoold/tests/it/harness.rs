@@ -138,7 +138,7 @@ impl Sim {
     }
 
     fn daemon_cmd(&self, extra: &[&str]) -> Command {
-        let conf = self.dir.path().join("coordinatool.conf");
+        let conf = self.conf_path();
         if !conf.exists() {
             std::fs::write(&conf, "# test\n").unwrap();
         }
@@ -162,9 +162,22 @@ impl Sim {
         ChildGuard::spawn("coordinatoold", self.daemon_cmd(extra)).unwrap()
     }
 
+    /// The configuration file every daemon of this mount reads.
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.path().join("coordinatool.conf")
+    }
+
     /// Starts a daemon and waits until it listens.
     pub fn daemon(&self, extra: &[&str]) -> Daemon {
-        let guard = self.daemon_raw(extra);
+        self.daemon_with(extra, |_| {})
+    }
+
+    /// Starts a daemon whose command `tweak` adjusts (environment, ...) and
+    /// waits until it listens.
+    pub fn daemon_with(&self, extra: &[&str], tweak: impl FnOnce(&mut Command)) -> Daemon {
+        let mut cmd = self.daemon_cmd(extra);
+        tweak(&mut cmd);
+        let guard = ChildGuard::spawn("coordinatoold", cmd).unwrap();
         let mut d = Daemon { guard, port: 0 };
         let port = poll_until(Duration::from_secs(30), || {
             d.guard.stdout_lines().iter().find_map(|l| {
@@ -213,6 +226,23 @@ impl Daemon {
                 self.guard.dump()
             )
         })
+    }
+
+    /// Whether some stderr line contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.guard.stderr_lines().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits until some stderr line contains `needle`.
+    pub fn wait_logged(&self, needle: &str) {
+        let ok = poll_until(Duration::from_secs(30), || {
+            self.logged(needle).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "never logged {needle:?}\n{}",
+            self.guard.dump()
+        );
     }
 
     pub fn kill9(&mut self) {

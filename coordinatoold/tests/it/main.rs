@@ -16,3 +16,7 @@ mod crash;
 
 /// Protocol errors: handshake checks, garbage frames, locks.
 mod protocol;
+
+/// Operations: SIGHUP, the kernel side going away and coming back, request
+/// expiry, archive ids of `queue`.
+mod ops;
