@@ -467,6 +467,32 @@ impl Copytool {
         neg_errno(rc)
     }
 
+    /// Waits until the copytool's fd is readable (a message, or the end of
+    /// the pipe, is there) or `timeout` passes; `Ok(true)` when readable.
+    /// With a non-blocking registration this lets one thread block on the
+    /// Lustre pipe instead of polling `recv` on a timer. `EINTR` counts as
+    /// "not readable yet".
+    pub fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let fd = self.fd()?;
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+        // SAFETY: `pfd` is one valid pollfd on our stack for the whole call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(rc > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+    }
+
     /// `llapi_hsm_action_begin` for `item` (its data is passed along but
     /// the library keeps only the fixed part). `mdt_index` -1 means default;
     /// `open_flags` are the RESTORE volatile file's open flags; `is_error`

@@ -103,6 +103,13 @@ fn copytool_lifecycle_against_mock() {
 
     // Non-blocking and empty: EAGAIN.
     assert_eq!(ct.recv().unwrap_err().kind(), ErrorKind::WouldBlock);
+    // The mock's fd is the mount directory, which poll() always reports
+    // readable; the pipe case is covered by coordinatoold's tests on the
+    // simulator, whose kernel thread blocks in wait_readable.
+    assert!(
+        ct.wait_readable(std::time::Duration::from_millis(50))
+            .unwrap()
+    );
     let hal = hal_bytes(0x42);
     std::fs::write(m.join("hal.0"), &hal).unwrap();
     let got = ct.recv().unwrap();
