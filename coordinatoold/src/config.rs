@@ -58,9 +58,7 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
     name = "coordinatoold",
     version,
     about = "Durable userspace Lustre HSM coordinator",
-    after_help = "Exit codes: 0 ok, 1 runtime failure, 2 usage, 65 state store newer than this \
-                  daemon or not migratable, 69 Lustre registration failed, 74 state store I/O \
-                  error, 75 another instance holds the state directory lock, 78 configuration error."
+    after_help = crate::error::EXIT_CODES_HELP
 )]
 pub struct Cli {
     /// Address to bind (default: `coordinatool`, or 0.0.0.0 if that name does not resolve).

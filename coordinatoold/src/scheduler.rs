@@ -23,12 +23,25 @@
 //! dropped by [`Scheduler::tick`] and reported to Lustre as failed with
 //! `ETIMEDOUT`, because the MDT would otherwise cancel it silently. Deadlines
 //! sit in a min-heap with the same stale-entry rule as the queues.
+//!
+//! # Reconnect affinity
+//! An agent that reconnects within its grace period but does not announce
+//! some requests it held (typically: its mover process was restarted and
+//! lost its memory) gets them back: they wait in a queue *reserved* for that
+//! agent, served to it before the global queues (within its limits, byte
+//! budget and archive ids), and never to anyone else. The reservation ends,
+//! and the requests go to the global queues, when the agent disconnects again
+//! and its grace period ends, or [`SchedConfig::grace_ms`] after the
+//! reconnect if it has not taken them by then. Reserved requests are waiting
+//! requests (counted as waiting, subject to expiry, stored without an agent);
+//! the reservation itself is not persisted, so after a daemon restart they
+//! are ordinary waiting requests.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use coordinatool_protocol::{
-    ActionCounts, AgentInfo, Batch, RequestInfo, RequestState, WireFid, WireItem,
+    ActionCounts, AgentInfo, Batch, QueueItem, RequestInfo, RequestState, WireFid, WireItem,
 };
 use lustre_bindings::HsmAction;
 use lustre_bindings::hal::{HAI_HEADER_LEN, HAL_MAXSIZE, align8, header_len};
@@ -331,6 +344,11 @@ struct Agent {
     disconnected_at: Option<u64>,
     last_served: u64,
     cancels: VecDeque<Cancel>,
+    /// Waiting requests reserved for this agent (reconnect affinity), with
+    /// the same (seq, key) stale-entry rule as the global queues.
+    reserved: VecDeque<(u64, ReqKey)>,
+    /// When the reservation ends (set while `reserved` may be non-empty).
+    reserved_until: Option<u64>,
 }
 
 impl Agent {
@@ -348,13 +366,23 @@ impl Agent {
             disconnected_at: if connected { None } else { Some(now) },
             last_served: 0,
             cancels: VecDeque::new(),
+            reserved: VecDeque::new(),
+            reserved_until: None,
         }
+    }
+
+    fn accepts(&self, archive_id: u32) -> bool {
+        self.archive_ids.is_empty() || self.archive_ids.contains(&archive_id)
     }
 }
 
 #[derive(Debug)]
 struct Entry {
-    rec: Record,
+    /// Boxed: the table then holds 56-byte slots instead of ~190-byte ones
+    /// (hashbrown sizes it to a power of two, so at 1M requests that is
+    /// 112 MB instead of 400 MB to touch), and a replayed record is never
+    /// moved after it was decoded.
+    rec: Box<Record>,
     kind: Kind,
     /// `Some(seq)` while waiting in a queue.
     wait_seq: Option<u64>,
@@ -392,7 +420,11 @@ pub enum CancelOutcome {
 pub struct Connected {
     /// Announced running requests that stay with the agent.
     pub kept: u32,
-    /// Requests it held that it did not announce, now requeued.
+    /// Requests it held that it did not announce, now waiting in its
+    /// reserved queue (handed back to it first).
+    pub reserved: u32,
+    /// Requests it held that it did not announce and can no longer take
+    /// (archive id no longer served), now in the global queues.
     pub requeued: u32,
 }
 
@@ -466,7 +498,7 @@ impl Scheduler {
 
     /// The record of a request.
     pub fn record(&self, key: &ReqKey) -> Option<&Record> {
-        self.requests.get(key).map(|e| &e.rec)
+        self.requests.get(key).map(|e| &*e.rec)
     }
 
     /// Number of requests held (waiting or running).
@@ -506,6 +538,12 @@ impl Scheduler {
     }
 
     fn enqueue(&mut self, key: ReqKey) {
+        self.enqueue_to(key, None);
+    }
+
+    /// Queues a request: in the global queues, or in the reserved queue of
+    /// agent `reserve_for` (which must exist).
+    fn enqueue_to(&mut self, key: ReqKey, reserve_for: Option<&str>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let Some(e) = self.requests.get_mut(&key) else {
@@ -524,13 +562,62 @@ impl Scheduler {
             let deadline = e.rec.received_at_ms.saturating_add(t);
             self.expiry.push(Reverse((deadline, seq, key)));
         }
-        self.queues.entry(qk).or_default().push_back((seq, key));
+        match reserve_for.and_then(|id| self.agents.get_mut(id)) {
+            Some(a) => a.reserved.push_back((seq, key)),
+            None => self.queues.entry(qk).or_default().push_back((seq, key)),
+        }
     }
 
-    fn expiry_live(&self, seq: u64, key: &ReqKey) -> bool {
+    /// Whether `(seq, key)` is a live queue entry.
+    fn live(&self, seq: u64, key: &ReqKey) -> bool {
         self.requests
             .get(key)
             .is_some_and(|e| e.wait_seq == Some(seq))
+    }
+
+    /// Sorts keys by receive time, then cookie (the order requests held by
+    /// an agent go back to a queue in).
+    fn oldest_first(&self, mut keys: Vec<ReqKey>) -> Vec<ReqKey> {
+        keys.sort_by_key(|k| {
+            (
+                self.requests.get(k).map_or(0, |e| e.rec.received_at_ms),
+                k.cookie,
+            )
+        });
+        keys
+    }
+
+    /// Ends the reservation of agent `id`: its reserved requests go to the
+    /// global queues (at their back, as a requeue does).
+    fn release_reserved(&mut self, id: &str) {
+        let Some(a) = self.agents.get_mut(id) else {
+            return;
+        };
+        a.reserved_until = None;
+        let entries: Vec<(u64, ReqKey)> = a.reserved.drain(..).collect();
+        let mut released = 0u32;
+        for (seq, key) in entries {
+            if !self.live(seq, &key) {
+                continue;
+            }
+            if let Some(e) = self.requests.get_mut(&key) {
+                e.wait_seq = None;
+                self.waiting_counts[e.kind.idx()] -= 1;
+            }
+            self.enqueue(key);
+            released += 1;
+        }
+        if released > 0 {
+            tracing::info!(
+                agent = id,
+                released,
+                "reservation over; the agent's former requests are open to every agent"
+            );
+        }
+    }
+
+    fn expiry_live(&self, seq: u64, key: &ReqKey) -> bool {
+        self.live(seq, key)
     }
 
     /// The earliest live expiry deadline, dropping stale heap tops.
@@ -568,7 +655,7 @@ impl Scheduler {
                 age_ms: now.saturating_sub(e.rec.received_at_ms),
             });
             self.effects.reports.push(LustreReport {
-                item: e.rec.item,
+                item: e.rec.item.clone(),
                 errval: libc_errno::ETIMEDOUT,
             });
         }
@@ -608,7 +695,8 @@ impl Scheduler {
     /// record with an agent is held for that agent (created disconnected if
     /// unknown, so its grace period starts now). Items that are not ARCHIVE,
     /// RESTORE or REMOVE must be filtered by the caller; they are ignored here.
-    pub fn offer(&mut self, rec: Record, now: u64, persist: bool) -> Offer {
+    pub fn offer(&mut self, rec: impl Into<Box<Record>>, now: u64, persist: bool) -> Offer {
+        let rec: Box<Record> = rec.into();
         let key = rec.key();
         if self.requests.contains_key(&key) {
             return Offer::Duplicate;
@@ -677,6 +765,12 @@ impl Scheduler {
 
     /// Takes a request away from its agent and queues it again.
     fn requeue(&mut self, key: ReqKey) {
+        self.requeue_to(key, None);
+    }
+
+    /// Takes a request away from its agent and queues it again, in the
+    /// global queues or reserved for agent `reserve_for`.
+    fn requeue_to(&mut self, key: ReqKey, reserve_for: Option<&str>) {
         let Some(e) = self.requests.get_mut(&key) else {
             return;
         };
@@ -689,8 +783,8 @@ impl Scheduler {
         }
         if e.wait_seq.is_none() {
             tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = kind.name(),
-                archive_id = e.rec.archive_id, "request requeued");
-            self.enqueue(key);
+                archive_id = e.rec.archive_id, reserved_for = ?reserve_for, "request requeued");
+            self.enqueue_to(key, reserve_for);
         }
         self.mark(key, true);
     }
@@ -794,13 +888,20 @@ impl Scheduler {
         self.requests.get(key).map(|e| cancel_item(&e.rec.item))
     }
 
-    /// An agent connects (`ehlo`). `running` lists what it still runs.
+    /// An agent connects (`ehlo`). `running` lists what it still runs, each
+    /// item with the archive id and flags of the batch it came in.
+    ///
+    /// Announced requests stay (or become) its own; a request nobody knows
+    /// (the daemon's state was lost) is adopted with the announced archive
+    /// id and flags. Requests it held but did not announce are reserved for
+    /// it (see the module documentation), unless it no longer serves their
+    /// archive id: those go to the global queues.
     pub fn connect(
         &mut self,
         id: &str,
         peer: Option<String>,
         archive_ids: Vec<u32>,
-        running: &[WireItem],
+        running: &[QueueItem],
         now: u64,
     ) -> Result<Connected, SchedError> {
         if self.agents.get(id).is_some_and(|a| a.connected) {
@@ -815,11 +916,12 @@ impl Scheduler {
         a.peer = peer;
         a.waiting = None;
         a.archive_ids = archive_ids;
-        let held: HashSet<ReqKey> = a.running.clone();
-        let default_archive = a.archive_ids.first().copied().unwrap_or(0);
+        let held = a.running.iter().copied().collect();
+        let held = self.oldest_first(held);
         let mut listed = HashSet::new();
         let mut kept = 0u32;
-        for item in running {
+        for qi in running {
+            let item = &qi.item;
             let key = ReqKey::of(item);
             if !listed.insert(key) {
                 continue;
@@ -845,15 +947,18 @@ impl Scheduler {
                     }
                 },
                 None => {
-                    if Kind::from_action(item.action).is_none() {
+                    if let Err(reason) = self.validate(item, qi.archive_id) {
+                        tracing::warn!(cookie = key.cookie, fid = %item.fid, agent = id,
+                            archive_id = qi.archive_id, %reason,
+                            "announced running request unknown here and not adoptable; left to the agent");
                         continue;
                     }
                     // Came from Lustre before our state was lost: re-create it.
                     self.offer(
                         Record {
                             item: item.clone(),
-                            archive_id: default_archive,
-                            flags: 0,
+                            archive_id: qi.archive_id,
+                            flags: qi.flags,
                             received_at_ms: now,
                             agent: Some(id.to_string()),
                             cancel_pending: false,
@@ -865,17 +970,60 @@ impl Scheduler {
                 }
             }
         }
-        let mut requeued = 0;
+        // Reserved requests of an earlier reconnect it can no longer take
+        // are released; the others stay reserved, for a fresh grace period.
+        let stale: Vec<(u64, ReqKey)> = self
+            .agents
+            .get(id)
+            .map(|a| a.reserved.iter().copied().collect())
+            .unwrap_or_default();
+        let mut requeued = 0u32;
+        let mut keep = VecDeque::new();
+        for (seq, key) in stale {
+            if !self.live(seq, &key) {
+                continue;
+            }
+            let archive_id = self.requests.get(&key).map_or(0, |e| e.rec.archive_id);
+            if self.agents.get(id).is_some_and(|a| a.accepts(archive_id)) {
+                keep.push_back((seq, key));
+            } else {
+                if let Some(e) = self.requests.get_mut(&key) {
+                    e.wait_seq = None;
+                    self.waiting_counts[e.kind.idx()] -= 1;
+                }
+                self.enqueue(key);
+                requeued += 1;
+            }
+        }
+        if let Some(a) = self.agents.get_mut(id) {
+            a.reserved = keep;
+        }
+        let mut reserved = 0u32;
         for key in held {
-            if !listed.contains(&key) {
+            if listed.contains(&key) {
+                continue;
+            }
+            let archive_id = self.requests.get(&key).map_or(0, |e| e.rec.archive_id);
+            if self.agents.get(id).is_some_and(|a| a.accepts(archive_id)) {
+                self.requeue_to(key, Some(id));
+                reserved += 1;
+            } else {
                 self.requeue(key);
                 requeued += 1;
             }
         }
+        if let Some(a) = self.agents.get_mut(id) {
+            a.reserved_until =
+                (!a.reserved.is_empty()).then(|| now.saturating_add(self.cfg.grace_ms));
+        }
         self.settle_orphan_cancels(id);
-        tracing::info!(agent = id, kept, requeued, "agent connected");
+        tracing::info!(agent = id, kept, reserved, requeued, "agent connected");
         self.pass(now);
-        Ok(Connected { kept, requeued })
+        Ok(Connected {
+            kept,
+            reserved,
+            requeued,
+        })
     }
 
     /// Cancels pending for `id` whose request is no longer held by it: a
@@ -976,10 +1124,7 @@ impl Scheduler {
                     .filter(|_| !a.connected)
                     .map(|t| t.saturating_add(self.cfg.grace_ms));
                 let wait = a.waiting.as_ref().and_then(|w| w.spec.deadline);
-                match (grace, wait) {
-                    (Some(g), Some(w)) => Some(g.min(w)),
-                    (g, w) => g.or(w),
-                }
+                [grace, wait, a.reserved_until].into_iter().flatten().min()
             })
             .min();
         match (agents, expiry) {
@@ -1005,6 +1150,15 @@ impl Scheduler {
             .collect();
         for id in expired {
             self.expire_agent(&id);
+        }
+        let reservations_over: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.reserved_until.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in reservations_over {
+            self.release_reserved(&id);
         }
         let dropped = self.expire_waiting(now);
         let timed_out: Vec<String> = self
@@ -1043,7 +1197,8 @@ impl Scheduler {
         let Some(a) = self.agents.get_mut(id) else {
             return;
         };
-        let keys: Vec<ReqKey> = a.running.iter().copied().collect();
+        let keys = a.running.iter().copied().collect();
+        let keys = self.oldest_first(keys);
         tracing::info!(
             agent = id,
             requeued = keys.len(),
@@ -1052,6 +1207,7 @@ impl Scheduler {
         for key in keys {
             self.requeue(key);
         }
+        self.release_reserved(id);
         self.settle_orphan_cancels(id);
         self.agents.remove(id);
     }
@@ -1153,18 +1309,28 @@ impl Scheduler {
             });
         }
 
+        // Its reserved requests first; the batch's archive id and flags are
+        // then those of the first one taken.
+        let mut keys: Vec<ReqKey> = Vec::new();
+        let mut chosen = if a.reserved.is_empty() {
+            None
+        } else {
+            self.take_reserved(id, &spec, budget, &mut used, &mut keys)
+        };
+        let from_reserved = keys.len();
+        let a = self.agents.get(id)?;
         let accepts: Vec<u32> = a.archive_ids.clone();
         let running = a.running_counts;
         let accepts_fn = |archive: u32| accepts.is_empty() || accepts.contains(&archive);
-        let mut chosen: Option<(u32, u64)> = None;
-        let mut keys: Vec<ReqKey> = Vec::new();
         'kinds: for kind in self.cfg.order {
             let room = match spec.limits[kind.idx()] {
                 Some(l) => u64::from(l).saturating_sub(running[kind.idx()]),
                 None => u64::MAX,
             };
             let room = usize::try_from(room).unwrap_or(usize::MAX);
-            let room = room.min(cap.saturating_sub(keys.len()));
+            // The fair-share cap applies to what is taken from the global
+            // queues only: nobody else may take reserved requests.
+            let room = room.min(cap.saturating_sub(keys.len() - from_reserved));
             if room == 0 {
                 continue;
             }
@@ -1235,6 +1401,72 @@ impl Scheduler {
             fsname: self.cfg.fsname.clone(),
             items,
         })
+    }
+
+    /// Moves reserved requests of agent `id` into the batch being built, in
+    /// the configured kind order then reservation order, within the agent's
+    /// limits and byte budget and with one archive id and flags; returns
+    /// those. Reserved requests that do not fit stay reserved.
+    fn take_reserved(
+        &mut self,
+        id: &str,
+        spec: &RecvSpec,
+        budget: usize,
+        used: &mut usize,
+        keys: &mut Vec<ReqKey>,
+    ) -> Option<(u32, u64)> {
+        let a = self.agents.get_mut(id)?;
+        let mut entries: Vec<(u64, ReqKey)> = a.reserved.drain(..).collect();
+        let accepts: Vec<u32> = a.archive_ids.clone();
+        let running = a.running_counts;
+        entries.retain(|(seq, key)| self.live(*seq, key));
+        let mut taken = vec![false; entries.len()];
+        let mut chosen: Option<(u32, u64)> = None;
+        for kind in self.cfg.order {
+            let mut room = match spec.limits[kind.idx()] {
+                Some(l) => u64::from(l).saturating_sub(running[kind.idx()]),
+                None => u64::MAX,
+            };
+            for (i, (_, key)) in entries.iter().enumerate() {
+                if room == 0 {
+                    break;
+                }
+                let Some(e) = self.requests.get(key) else {
+                    continue;
+                };
+                let here = (e.rec.archive_id, e.rec.flags);
+                if e.kind != kind
+                    || chosen.is_some_and(|c| c != here)
+                    || !(accepts.is_empty() || accepts.contains(&here.0))
+                {
+                    continue;
+                }
+                let len = item_hal_len(&e.rec.item);
+                if *used + len > budget {
+                    continue;
+                }
+                *used += len;
+                taken[i] = true;
+                room -= 1;
+                chosen = Some(here);
+                keys.push(*key);
+            }
+        }
+        let mut rest = VecDeque::new();
+        for (i, (seq, key)) in entries.into_iter().enumerate() {
+            if taken[i] {
+                self.assign(key, id);
+            } else {
+                rest.push_back((seq, key));
+            }
+        }
+        if let Some(a) = self.agents.get_mut(id) {
+            if rest.is_empty() {
+                a.reserved_until = None;
+            }
+            a.reserved = rest;
+        }
+        chosen
     }
 
     /// Per-kind counters for `status`.
@@ -1426,6 +1658,14 @@ mod tests {
     const A: u32 = 20;
     const R: u32 = 21;
     const X: u32 = 22;
+
+    fn qi(action: u32, n: u32, archive_id: u32, flags: u64) -> QueueItem {
+        QueueItem {
+            item: item(action, n),
+            archive_id,
+            flags,
+        }
+    }
 
     fn spec() -> RecvSpec {
         RecvSpec {
@@ -1648,17 +1888,19 @@ mod tests {
         s.take_effects();
         assert_eq!(s.running_counts(), [2, 1, 0]);
         s.disconnect("a", T0);
-        // Reconnect within grace announcing 1 (held), 3 (held) and 7 (unknown).
-        let running = vec![item(A, 1), item(R, 3), item(X, 7)];
+        // Reconnect within grace announcing 1 (held), 3 (held) and 7
+        // (unknown, from a batch of archive 1 with flags 4).
+        let running = vec![qi(A, 1, 1, 0), qi(R, 3, 1, 0), qi(X, 7, 1, 4)];
         let c = s.connect("a", None, vec![1], &running, T0 + 100).unwrap();
         assert_eq!(
             c,
             Connected {
                 kept: 3,
-                requeued: 1
+                reserved: 1,
+                requeued: 0
             }
         );
-        // 2 went back to the queue; 7 was adopted.
+        // 2 went back to a's reserved queue; 7 was adopted.
         assert_eq!(s.running_counts(), [1, 1, 1]);
         assert_eq!(s.waiting_counts(), [1, 0, 0]);
         let infos = s.agent_infos(T0);
@@ -1666,14 +1908,210 @@ mod tests {
         let adopted = s.record(&ReqKey::of(&item(X, 7))).unwrap();
         assert_eq!(adopted.agent.as_deref(), Some("a"));
         assert_eq!(adopted.archive_id, 1);
+        assert_eq!(adopted.flags, 4);
+        // 2 is handed back to a; then dones bring the counters to zero.
+        s.recv("a", 2, spec(), T0 + 100).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![2]);
+        assert!(s.done(ReqKey::of(&item(A, 2)), 0, T0));
         // Dones bring the counters back to exactly zero.
         for k in [item(A, 1), item(R, 3), item(X, 7)] {
             assert!(s.done(ReqKey::of(&k), 0, T0));
         }
         assert_eq!(s.running_counts(), [0, 0, 0]);
-        assert_eq!(s.agent_infos(T0)[0].done, [1, 1, 1]);
+        assert_eq!(s.agent_infos(T0)[0].done, [2, 1, 1]);
         // A second done is a harmless double ack.
         assert!(!s.done(ReqKey::of(&item(A, 1)), 0, T0));
+    }
+
+    /// `a` holds 1 and 2, then restarts within grace with an empty running
+    /// list while `b` waits: `b` never gets them, `a` gets them back first.
+    fn restarted_a_with_b_waiting() -> Scheduler {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1)]);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        s.take_effects();
+        s.disconnect("a", T0 + 10);
+        s.connect("b", None, vec![], &[], T0 + 10).unwrap();
+        s.recv("b", 2, spec(), T0 + 10).unwrap();
+        assert!(s.take_effects().deliveries.is_empty());
+        let c = s.connect("a", None, vec![], &[], T0 + 20).unwrap();
+        assert_eq!(
+            c,
+            Connected {
+                kept: 0,
+                reserved: 2,
+                requeued: 0
+            }
+        );
+        let e = s.take_effects();
+        assert!(e.deliveries.is_empty(), "b got reserved work: {e:?}");
+        // Stored as waiting (no agent), counted as waiting.
+        assert_eq!(e.dirty.len(), 2);
+        assert!(s.record(&ReqKey::of(&item(A, 1))).unwrap().agent.is_none());
+        assert_eq!(s.waiting_counts(), [2, 0, 0]);
+        assert_eq!(s.running_counts(), [0, 0, 0]);
+        s
+    }
+
+    #[test]
+    fn agent_restarted_within_grace_gets_its_work_back() {
+        let mut s = restarted_a_with_b_waiting();
+        // New global work goes to b as usual, never the reserved requests.
+        s.offer(rec(A, 3, 1), T0 + 30, true);
+        s.pass(T0 + 30);
+        let e = s.take_effects();
+        assert_eq!(e.deliveries.len(), 1);
+        assert_eq!(e.deliveries[0].agent, "b");
+        assert_eq!(oids(&e.deliveries[0]), vec![3]);
+        // a's recv: its reserved requests, in their order.
+        s.offer(rec(R, 4, 1), T0 + 30, true);
+        s.take_effects();
+        s.recv("a", 3, spec(), T0 + 40).unwrap();
+        let e = s.take_effects();
+        let d = &e.deliveries[0];
+        assert_eq!(d.agent, "a");
+        // Reserved first, then global work of the same archive id and flags
+        // (the restore, although restores come first in the global order).
+        assert_eq!(oids(d), vec![1, 2, 4]);
+        assert_eq!(s.agent_infos(T0 + 40)[0].running, [2, 1, 0]);
+        assert_eq!(s.waiting_counts(), [0, 0, 0]);
+        // Nothing reserved any more: no reservation deadline left.
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn reserved_work_respects_limits_budget_and_archive_ids() {
+        let mut s = sched_with(&[(A, 1, 1), (A, 2, 1), (A, 3, 2), (R, 4, 1)]);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![4, 1, 2]);
+        s.recv("a", 2, spec(), T0).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![3]);
+        assert_eq!(s.running_counts(), [3, 1, 0]);
+        s.disconnect("a", T0);
+        // a comes back serving archive 1 only: 3 (archive 2) goes to everyone.
+        let c = s.connect("a", None, vec![1], &[], T0 + 10).unwrap();
+        assert_eq!(c.reserved, 3);
+        assert_eq!(c.requeued, 1);
+        s.connect("b", None, vec![], &[], T0 + 10).unwrap();
+        s.recv("b", 3, spec(), T0 + 10).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![3]);
+        // Limits: one archive at a time; restores first (configured order).
+        let mut sp = spec();
+        sp.limits = [Some(1), Some(1), None];
+        s.recv("a", 4, sp, T0 + 20).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![4, 1]);
+        s.recv("a", 5, sp, T0 + 20).unwrap();
+        assert!(s.take_effects().deliveries.is_empty());
+        s.done(ReqKey::of(&item(A, 1)), 0, T0 + 30);
+        let e = s.take_effects();
+        assert_eq!(oids(&e.deliveries[0]), vec![2]);
+        // The byte budget holds for reserved work too.
+        let mut s = restarted_a_with_b_waiting();
+        let mut sp = spec();
+        sp.max_bytes = u32::try_from(header_len("testfs") + item_hal_len(&item(A, 1))).unwrap();
+        s.recv("a", 9, sp, T0 + 30).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![1]);
+        s.recv("a", 10, sp, T0 + 30).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![2]);
+    }
+
+    #[test]
+    fn reservation_ends_after_one_grace_period_untaken() {
+        let mut s = restarted_a_with_b_waiting();
+        // Reconnected at T0 + 20 with a grace of 1000 ms.
+        assert_eq!(s.next_deadline(), Some(T0 + 1020));
+        s.tick(T0 + 1019);
+        assert!(s.take_effects().deliveries.is_empty());
+        s.tick(T0 + 1020);
+        let e = s.take_effects();
+        assert_eq!(e.deliveries.len(), 1);
+        assert_eq!(e.deliveries[0].agent, "b");
+        assert_eq!(oids(&e.deliveries[0]), vec![1, 2]);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn reservation_ends_when_the_agent_is_gone_for_good() {
+        let mut s = restarted_a_with_b_waiting();
+        // a goes away again before taking anything.
+        s.disconnect("a", T0 + 30);
+        s.tick(T0 + 500);
+        assert!(s.take_effects().deliveries.is_empty());
+        // Reservation ends first (T0 + 1020), then its grace (T0 + 1030).
+        s.tick(T0 + 1030);
+        let e = s.take_effects();
+        assert_eq!(oids(&e.deliveries[0]), vec![1, 2]);
+        assert_eq!(e.deliveries[0].agent, "b");
+        assert!(s.agent_infos(T0 + 1030).iter().all(|a| a.client_id != "a"));
+        // A second reconnect within grace renews the reservation instead.
+        let mut s = restarted_a_with_b_waiting();
+        s.disconnect("a", T0 + 900);
+        let c = s.connect("a", None, vec![], &[], T0 + 950).unwrap();
+        assert_eq!((c.reserved, c.requeued), (0, 0));
+        s.tick(T0 + 1100);
+        assert!(s.take_effects().deliveries.is_empty());
+        assert_eq!(s.next_deadline(), Some(T0 + 1950));
+        s.recv("a", 7, spec(), T0 + 1200).unwrap();
+        assert_eq!(oids(&s.take_effects().deliveries[0]), vec![1, 2]);
+    }
+
+    #[test]
+    fn reserved_requests_can_be_canceled_taken_by_announcers_and_expire() {
+        let mut s = restarted_a_with_b_waiting();
+        // Cancel of a reserved (waiting) request: reported at once.
+        assert_eq!(
+            s.cancel(&cancel_item(&item(A, 1)), T0 + 30),
+            CancelOutcome::Canceled
+        );
+        assert_eq!(s.take_effects().reports.len(), 1);
+        assert_eq!(s.waiting_counts(), [1, 0, 0]);
+        // Another agent announcing it runs 2 takes it (it really runs it).
+        s.connect("c", None, vec![], &[qi(A, 2, 1, 0)], T0 + 40)
+            .unwrap();
+        assert_eq!(s.waiting_counts(), [0, 0, 0]);
+        s.recv("a", 8, spec(), T0 + 50).unwrap();
+        let e = s.take_effects();
+        assert!(e.deliveries.is_empty(), "{e:?}");
+        // Expiry applies to reserved requests like any waiting one.
+        let mut s = Scheduler::new(SchedConfig {
+            waiting_expiry_ms: Some(5000),
+            grace_ms: 100_000,
+            ..cfg()
+        });
+        s.offer(rec(A, 1, 1), T0, true);
+        s.connect("a", None, vec![], &[], T0).unwrap();
+        s.recv("a", 1, spec(), T0).unwrap();
+        s.disconnect("a", T0 + 1);
+        s.connect("a", None, vec![], &[], T0 + 2).unwrap();
+        assert_eq!(s.waiting_counts(), [1, 0, 0]);
+        s.take_effects();
+        assert_eq!(s.tick(T0 + 5001).len(), 1);
+        assert!(s.is_empty());
+        assert_eq!(s.take_effects().reports.len(), 1);
+        s.recv("a", 2, spec(), T0 + 5002).unwrap();
+        assert!(s.take_effects().deliveries.is_empty());
+    }
+
+    #[test]
+    fn ehlo_adoption_uses_the_announced_archive_id_and_flags() {
+        let mut s = Scheduler::new(SchedConfig {
+            archive_ids: vec![1, 3],
+            ..cfg()
+        });
+        let running = [
+            qi(A, 1, 3, 8),
+            qi(A, 2, 2, 0),
+            qi(A, 3, 0, 0),
+            qi(23, 4, 1, 0),
+        ];
+        let c = s.connect("a", None, vec![], &running, T0).unwrap();
+        // Archive 2 is not registered, 0 is invalid, CANCEL is never queued.
+        assert_eq!(c.kept, 1);
+        let r = s.record(&ReqKey::of(&item(A, 1))).unwrap();
+        assert_eq!((r.archive_id, r.flags), (3, 8));
+        assert_eq!(r.agent.as_deref(), Some("a"));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

@@ -177,13 +177,16 @@ impl Store {
     /// the key space is cut into cookie ranges scanned and decoded in
     /// parallel (cookies are handed out sequentially by the MDT, so the
     /// ranges are about even).
-    pub fn load_all(&self) -> Result<Vec<Record>, StoreError> {
+    ///
+    /// Records are boxed as they are decoded: sorting and handing them to the
+    /// scheduler then moves pointers, not 144-byte records.
+    pub fn load_all(&self) -> Result<Vec<Box<Record>>, StoreError> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         self.load_all_threads(threads.clamp(1, 4))
     }
 
     /// [`Store::load_all`] with `threads` scanning threads (benchmarks).
-    pub fn load_all_threads(&self, threads: usize) -> Result<Vec<Record>, StoreError> {
+    pub fn load_all_threads(&self, threads: usize) -> Result<Vec<Box<Record>>, StoreError> {
         let (Some((first, _)), Some((last, _))) = (
             self.requests.first().map_err(self.err("scan requests"))?,
             self.requests.last().map_err(self.err("scan requests"))?,
@@ -202,7 +205,7 @@ impl Store {
         let bounds: Vec<[u8; 8]> = (1..threads)
             .map(|i| (lo + (hi - lo) / threads * i).to_be_bytes())
             .collect();
-        let parts: Vec<Result<Vec<Record>, StoreError>> = std::thread::scope(|sc| {
+        let parts: Vec<Result<Vec<Box<Record>>, StoreError>> = std::thread::scope(|sc| {
             let handles: Vec<_> = (0..bounds.len() + 1)
                 .map(|i| {
                     let start = i.checked_sub(1).map(|j| bounds[j]);
@@ -231,18 +234,22 @@ impl Store {
     }
 
     /// Scans and decodes the keys in `[start, end)` (open ends when `None`).
+    #[expect(
+        clippy::vec_box,
+        reason = "boxed on purpose: sorting and replay then move pointers, and the scheduler keeps the box"
+    )]
     fn load_range(
         &self,
         start: Option<[u8; 8]>,
         end: Option<[u8; 8]>,
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Vec<Box<Record>>, StoreError> {
         use std::ops::Bound;
         let lower = start.map_or(Bound::Unbounded, |b| Bound::Included(b.to_vec()));
         let upper = end.map_or(Bound::Unbounded, |b| Bound::Excluded(b.to_vec()));
         let mut out = Vec::new();
         for kv in self.requests.range::<Vec<u8>, _>((lower, upper)) {
             let (k, v) = kv.map_err(self.err("scan requests"))?;
-            out.push(self.decode(&k, &v)?);
+            out.push(Box::new(self.decode(&k, &v)?));
         }
         Ok(out)
     }
@@ -320,6 +327,24 @@ mod tests {
     use super::*;
     use coordinatool_protocol::WireItem;
 
+    /// [`Store::open`], retried while sled's lock is still held by the
+    /// background flusher of a store just dropped (it lets go within its
+    /// flush period; slower on a loaded machine).
+    fn open_retry(dir: &Path, no_flush: bool) -> Result<(Store, MigrationReport), StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match Store::open(dir, no_flush) {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
+    }
+
     fn rec(n: u32, agent: Option<&str>) -> Record {
         let fid = WireFid {
             seq: 0x200000401,
@@ -367,24 +392,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let recs: Vec<Record> = (1..=5).map(|n| rec(n, (n == 2).then_some("m1"))).collect();
         {
-            let (s, report) = Store::open(dir.path(), false).unwrap();
+            let (s, report) = open_retry(dir.path(), false).unwrap();
             assert_eq!(report.to, 1);
             s.apply(recs.iter().map(|r| (r.key(), Some(r))), true)
                 .unwrap();
             s.apply([(recs[0].key(), None)], false).unwrap();
             s.flush_final().unwrap();
         }
-        let (s, report) = Store::open(dir.path(), false).unwrap();
+        let (s, report) = open_retry(dir.path(), false).unwrap();
         assert!(report.applied.is_empty());
         let back = s.load_all().unwrap();
-        assert_eq!(back, recs[1..].to_vec());
+        assert_eq!(
+            back,
+            recs[1..].iter().cloned().map(Box::new).collect::<Vec<_>>()
+        );
         assert_eq!(back[0].agent.as_deref(), Some("m1"));
     }
 
     #[test]
     fn a_batch_never_applied_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = Store::open(dir.path(), false).unwrap();
+        let (s, _) = open_retry(dir.path(), false).unwrap();
         let mut half = sled::Batch::default();
         let r = rec(1, None);
         half.insert(&encode_key(&r.key())[..], encode_record(&r).unwrap());
@@ -402,7 +430,7 @@ mod tests {
         let Some(dir) = std::env::var_os(CRASH_ENV) else {
             return;
         };
-        let (s, _) = Store::open(Path::new(&dir), true).unwrap();
+        let (s, _) = open_retry(Path::new(&dir), true).unwrap();
         for b in 0u32.. {
             let recs: Vec<Record> = (0..PER_BATCH)
                 .map(|i| rec(b * PER_BATCH + i, None))
@@ -434,7 +462,7 @@ mod tests {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let (s, _) = Store::open(dir.path(), false).unwrap();
+        let (s, _) = open_retry(dir.path(), false).unwrap();
         let back = s.load_all().unwrap();
         assert!(!back.is_empty());
         let mut per_batch = std::collections::BTreeMap::<u32, u32>::new();
@@ -449,7 +477,7 @@ mod tests {
     #[test]
     fn corrupt_records_are_reported_with_their_key() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = Store::open(dir.path(), false).unwrap();
+        let (s, _) = open_retry(dir.path(), false).unwrap();
         s.requests
             .insert([7u8; KEY_LEN], &b"\xc1garbage"[..])
             .unwrap();
@@ -472,14 +500,14 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let err = Store::open(dir.path(), false).unwrap_err();
+        let err = open_retry(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
     }
 
     #[test]
     fn parallel_load_covers_every_key_once_and_reports_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = Store::open(dir.path(), true).unwrap();
+        let (s, _) = open_retry(dir.path(), true).unwrap();
         // Uneven cookies (n * n), received in reverse order of cookies.
         let recs: Vec<Record> = (0..5_000u32)
             .map(|n| {
@@ -492,7 +520,7 @@ mod tests {
         s.apply(recs.iter().map(|r| (r.key(), Some(r))), false)
             .unwrap();
         let back = s.load_all().unwrap();
-        let mut expect = recs.clone();
+        let mut expect: Vec<Box<Record>> = recs.iter().cloned().map(Box::new).collect();
         expect.reverse();
         assert_eq!(back, expect);
         // A corrupt record in the middle of the key space is found.
@@ -506,7 +534,7 @@ mod tests {
     #[test]
     fn many_records_replay_fast() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = Store::open(dir.path(), true).unwrap();
+        let (s, _) = open_retry(dir.path(), true).unwrap();
         let recs: Vec<Record> = (0..20_000).map(|n| rec(n, None)).collect();
         s.apply(recs.iter().map(|r| (r.key(), Some(r))), false)
             .unwrap();

@@ -26,8 +26,8 @@ use crate::config::{ANSWER_SLACK, SessionConfig};
 use crate::error::ShimError;
 use crate::sys;
 use coordinatool_protocol::{
-    Done, Ehlo, PROTOCOL_VERSION, Recv, Reply, Request, Response, ResponseFrame, Role, WireFid,
-    WireItem,
+    Done, Ehlo, PROTOCOL_VERSION, QueueItem, Recv, Reply, Request, Response, ResponseFrame, Role,
+    WireFid, WireItem,
 };
 use lustre_bindings::action::HSMA_CANCEL;
 use lustre_bindings::{ActionItem, ActionList};
@@ -121,6 +121,10 @@ pub enum EntryState {
 #[derive(Debug, Clone)]
 struct Entry {
     item: WireItem,
+    /// `hal_archive_id` of the batch it came in.
+    archive_id: u32,
+    /// `hal_flags` of the batch it came in.
+    flags: u64,
     state: EntryState,
 }
 
@@ -131,10 +135,12 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Records the items of a batch; returns those to hand to the copytool.
-    /// CANCEL items are delivered but not tracked (their key is the original
-    /// request's); an item whose key is already tracked is not delivered twice.
-    pub fn admit(&mut self, items: Vec<WireItem>) -> Vec<WireItem> {
+    /// Records the items of a batch (with the batch's archive id and flags,
+    /// announced again in `ehlo` after a reconnect); returns those to hand to
+    /// the copytool. CANCEL items are delivered but not tracked (their key is
+    /// the original request's); an item whose key is already tracked is not
+    /// delivered twice.
+    pub fn admit(&mut self, items: Vec<WireItem>, archive_id: u32, flags: u64) -> Vec<WireItem> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if item.action == HSMA_CANCEL {
@@ -154,6 +160,8 @@ impl Tracker {
                 key,
                 Entry {
                     item: item.clone(),
+                    archive_id,
+                    flags,
                     state: EntryState::Running,
                 },
             );
@@ -250,9 +258,17 @@ impl Tracker {
         }
     }
 
-    /// What `ehlo` announces as running: every tracked item.
-    pub fn running_list(&self) -> Vec<WireItem> {
-        self.map.values().map(|e| e.item.clone()).collect()
+    /// What `ehlo` announces as running: every tracked item, with the
+    /// archive id and flags of the batch it came in.
+    pub fn running_list(&self) -> Vec<QueueItem> {
+        self.map
+            .values()
+            .map(|e| QueueItem {
+                item: e.item.clone(),
+                archive_id: e.archive_id,
+                flags: e.flags,
+            })
+            .collect()
     }
 
     /// Number of tracked items.
@@ -885,7 +901,7 @@ impl Worker {
         if b.items.is_empty() {
             return; // the long poll ran out
         }
-        let fresh = self.tracker.admit(b.items);
+        let fresh = self.tracker.admit(b.items, b.archive_id, b.flags);
         if fresh.is_empty() {
             return;
         }
@@ -1002,10 +1018,10 @@ mod tests {
         let a = item(20, 1, 1, b"");
         let b = item(21, 2, 2, b"");
         let cancel_a = item(23, 1, 1, b"");
-        let got = t.admit(vec![a.clone(), b.clone()]);
+        let got = t.admit(vec![a.clone(), b.clone()], 3, 4);
         assert_eq!(got.len(), 2);
         // A duplicate is not delivered; a cancel is delivered but not tracked.
-        let got = t.admit(vec![a.clone(), cancel_a.clone()]);
+        let got = t.admit(vec![a.clone(), cancel_a.clone()], 5, 0);
         assert_eq!(got, vec![cancel_a]);
         assert_eq!(t.len(), 2);
         assert!(t.end(Key::of(&a), 0));
@@ -1027,6 +1043,14 @@ mod tests {
         assert_eq!(t.acked(8), 1);
         assert_eq!(t.state(&Key::of(&a)), None);
         assert_eq!(t.state(&Key::of(&b)), Some(EntryState::Running));
-        assert_eq!(t.running_list(), vec![b]);
+        // Announced with the archive id and flags of the batch it came in.
+        assert_eq!(
+            t.running_list(),
+            vec![QueueItem {
+                item: b,
+                archive_id: 3,
+                flags: 4
+            }]
+        );
     }
 }

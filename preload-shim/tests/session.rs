@@ -168,11 +168,14 @@ fn reconnect_announces_running_and_resends_dones_exactly_once() {
             _ => None,
         })
         .expect("second ehlo");
-    let mut cookies: Vec<u64> = ehlo2.running.iter().map(|i| i.cookie).collect();
+    let mut cookies: Vec<u64> = ehlo2.running.iter().map(|i| i.item.cookie).collect();
     cookies.sort();
-    // a was acknowledged; b (done not yet acknowledged) and c (running) are announced.
+    // a was acknowledged; b (done not yet acknowledged) and c (running) are
+    // announced, with the archive id and flags of the batch they came in.
     assert_eq!(cookies, vec![2, 3]);
-    assert_eq!(ehlo2.running.iter().find(|i| i.cookie == 3).unwrap(), &c);
+    let announced_c = ehlo2.running.iter().find(|i| i.item.cookie == 3).unwrap();
+    assert_eq!(announced_c.item, c);
+    assert_eq!((announced_c.archive_id, announced_c.flags), (3, 0));
     assert!(s.shared().is_connected() || s.shared().connects() >= 2);
 
     shared.post_done(key(&c), 0);

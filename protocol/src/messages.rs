@@ -179,9 +179,11 @@ pub struct Ehlo {
     /// Archive ids this agent serves; empty means any.
     #[serde(default)]
     pub archive_ids: Vec<u32>,
-    /// Requests the agent is still running (after a reconnect).
+    /// Requests the agent is still running (after a reconnect), each with the
+    /// archive id and HAL flags of the batch it came in, so that a daemon
+    /// that lost its state can re-create them exactly.
     #[serde(default)]
-    pub running: Vec<WireItem>,
+    pub running: Vec<QueueItem>,
 }
 
 /// Answer to `ehlo`.
@@ -632,7 +634,11 @@ mod tests {
                 role: Role::Agent,
                 fsname: Some("testfs".into()),
                 archive_ids: vec![1, 2],
-                running: vec![item(b"a\0b".to_vec())],
+                running: vec![QueueItem {
+                    item: item(b"a\0b".to_vec()),
+                    archive_id: 2,
+                    flags: 4,
+                }],
             }),
             Request::Recv(Recv {
                 max_archive: Some(3),

@@ -39,7 +39,15 @@ fn sigkill_with_queued_and_running_requests_then_everything_completes_once() {
     // The mover reconnects with what it still runs: it keeps both.
     let seen = a.seen.clone();
     let ct = a.ct;
-    let mut a = Agent::connect(&sim, &d, "mover1", running_items.clone()).unwrap();
+    let announced = running_items
+        .iter()
+        .map(|it| coordinatool_protocol::QueueItem {
+            item: it.clone(),
+            archive_id: 1,
+            flags: 0,
+        })
+        .collect();
+    let mut a = Agent::connect(&sim, &d, "mover1", announced).unwrap();
     drop(ct);
     a.seen = seen;
     assert_eq!(a.client.server().running_kept, 2);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use coordinatool_protocol::client::{Client, ClientError};
 use coordinatool_protocol::{
-    Done, Ehlo, PROTOCOL_VERSION, Recv, Request, Response, Role, StatusReply, WireItem,
+    Done, Ehlo, PROTOCOL_VERSION, QueueItem, Recv, Request, Response, Role, StatusReply, WireItem,
 };
 use lustre_bindings::action::flags::HP_FLAG_COMPLETED;
 use lustre_bindings::llapi::{Copytool, Llapi};
@@ -290,7 +290,7 @@ impl Agent {
         sim: &Sim,
         d: &Daemon,
         id: &str,
-        running: Vec<WireItem>,
+        running: Vec<QueueItem>,
     ) -> Result<Agent, ClientError> {
         let stream = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
         let client = Client::handshake(
