@@ -3,10 +3,11 @@
 //! The thread registers as the copytool of the mount (non-blocking receive
 //! pipe), then loops: receive a HAL, decode it, hand it to the driver and wait
 //! until the driver has persisted it (back-pressure: the next HAL is read only
-//! then). While nothing is pending it waits on its command channel with a
-//! short timeout, so reports to Lustre (`action_begin(is_error)` +
-//! `action_end(errval)`) are made from the same thread that owns the
-//! registration. `ESHUTDOWN` (the kernel tore the session down) or `EPIPE`
+//! then). While nothing is pending it blocks in `poll()` on the copytool's
+//! fd for at most [`IDLE_WAIT`] and receives as soon as it is readable; between
+//! polls it drains its command channel, so reports to Lustre
+//! (`action_begin(is_error)` + `action_end(errval)`) are made promptly from
+//! the same thread that owns the registration. `ESHUTDOWN` (the kernel tore the session down) or `EPIPE`
 //! (its end of the pipe closed) ends the session: intake stops, the daemon
 //! keeps everything it holds, and the thread tries to register again every
 //! second (the MDT refuses while its coordinator is stopped). Reports made
@@ -26,8 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::driver::DriverCmd;
 use crate::scheduler::LustreReport;
 
-/// How long the thread waits for a command when Lustre has nothing.
-const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How long the thread blocks on the copytool fd when Lustre has nothing,
+/// before looking at its command channel again (bounds the delay of a report
+/// to Lustre; a HAL is received as soon as the fd is readable).
+const IDLE_WAIT: Duration = Duration::from_millis(5);
 /// How often registration is retried after `ESHUTDOWN`.
 const REREGISTER_EVERY: Duration = Duration::from_secs(1);
 /// `ESHUTDOWN`.
@@ -182,8 +185,13 @@ impl Thread {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Flow::Stop = self.wait(IDLE_WAIT) {
-                        break;
+                    if let Err(e) = ct.wait_readable(IDLE_WAIT) {
+                        // Cannot poll the fd (should not happen): fall back
+                        // to sleeping on the command channel.
+                        tracing::debug!(error = %e, "poll on the copytool fd failed");
+                        if let Flow::Stop = self.wait(IDLE_WAIT) {
+                            break;
+                        }
                     }
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(ESHUTDOWN | EPIPE)) => {

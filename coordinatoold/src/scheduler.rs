@@ -39,6 +39,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
 
 use coordinatool_protocol::{
     ActionCounts, AgentInfo, Batch, QueueItem, RequestInfo, RequestState, WireFid, WireItem,
@@ -145,6 +146,12 @@ pub struct Record {
     /// Lustre asked to cancel it while it was running.
     #[serde(default)]
     pub cancel_pending: bool,
+}
+
+impl From<Box<Record>> for Record {
+    fn from(rec: Box<Record>) -> Record {
+        *rec
+    }
 }
 
 impl Record {
@@ -376,16 +383,170 @@ impl Agent {
     }
 }
 
+/// An agent id, interned ([`Names`]): 4 bytes in each entry instead of a
+/// `String`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AgentId(NonZeroU32);
+
+/// Agent ids seen so far (never forgotten: there are few).
+#[derive(Debug, Default)]
+struct Names {
+    ids: HashMap<String, AgentId>,
+    names: Vec<String>,
+}
+
+impl Names {
+    fn intern(&mut self, name: &str) -> AgentId {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let n = u32::try_from(self.names.len() + 1)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .expect("fewer than 2^32 agent ids");
+        let id = AgentId(n);
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn get(&self, id: AgentId) -> &str {
+        &self.names[id.0.get() as usize - 1]
+    }
+}
+
+/// One request as held in memory: the fields of a [`Record`], compact
+/// (`hai_data` boxed only when non-empty, the agent interned). About 130
+/// bytes, in a dense slab ([`Requests`]).
 #[derive(Debug)]
 struct Entry {
-    /// Boxed: the table then holds 56-byte slots instead of ~190-byte ones
-    /// (hashbrown sizes it to a power of two, so at 1M requests that is
-    /// 112 MB instead of 400 MB to touch), and a replayed record is never
-    /// moved after it was decoded.
-    rec: Box<Record>,
-    kind: Kind,
+    key: ReqKey,
+    fid: WireFid,
+    extent_offset: u64,
+    extent_length: u64,
+    gid: u64,
+    received_at_ms: u64,
+    flags: u64,
     /// `Some(seq)` while waiting in a queue.
     wait_seq: Option<u64>,
+    data: Option<Box<[u8]>>,
+    action: u32,
+    archive_id: u32,
+    agent: Option<AgentId>,
+    kind: Kind,
+    cancel_pending: bool,
+}
+
+impl Entry {
+    fn new(rec: Record, kind: Kind, agent: Option<AgentId>) -> Entry {
+        let Record {
+            item,
+            archive_id,
+            flags,
+            received_at_ms,
+            agent: _,
+            cancel_pending,
+        } = rec;
+        Entry {
+            key: ReqKey {
+                cookie: item.cookie,
+                dfid: item.dfid,
+            },
+            fid: item.fid,
+            extent_offset: item.extent_offset,
+            extent_length: item.extent_length,
+            gid: item.gid,
+            received_at_ms,
+            flags,
+            wait_seq: None,
+            data: (!item.data.is_empty()).then(|| item.data.into_boxed_slice()),
+            action: item.action,
+            archive_id,
+            agent,
+            kind,
+            cancel_pending,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or(&[])
+    }
+
+    /// The item, as handed out.
+    fn item(&self) -> WireItem {
+        WireItem {
+            action: self.action,
+            fid: self.fid,
+            dfid: self.key.dfid,
+            extent_offset: self.extent_offset,
+            extent_length: self.extent_length,
+            cookie: self.key.cookie,
+            gid: self.gid,
+            data: self.data().to_vec(),
+        }
+    }
+
+    /// Bytes the item takes in a HAL.
+    fn hal_len(&self) -> usize {
+        align8(HAI_HEADER_LEN + self.data().len())
+    }
+}
+
+/// Every request held: a dense slab of entries and an index by key (a
+/// `HashMap<ReqKey, u32>` slot is 32 bytes, against ~190 for a whole record
+/// inline; hashbrown sizes tables to a power of two, so at 1M requests this
+/// matters). Removal swaps the last entry into the hole.
+#[derive(Debug, Default)]
+struct Requests {
+    slab: Vec<Entry>,
+    index: HashMap<ReqKey, u32>,
+}
+
+impl Requests {
+    fn reserve(&mut self, additional: usize) {
+        self.slab.reserve(additional);
+        self.index.reserve(additional);
+    }
+
+    fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    fn contains_key(&self, key: &ReqKey) -> bool {
+        self.index.contains_key(key)
+    }
+
+    fn get(&self, key: &ReqKey) -> Option<&Entry> {
+        self.index.get(key).map(|&i| &self.slab[i as usize])
+    }
+
+    fn get_mut(&mut self, key: &ReqKey) -> Option<&mut Entry> {
+        self.index.get(key).map(|&i| &mut self.slab[i as usize])
+    }
+
+    /// Adds an entry whose key is not present.
+    fn insert(&mut self, e: Entry) {
+        let i = u32::try_from(self.slab.len()).expect("fewer than 2^32 requests");
+        self.index.insert(e.key, i);
+        self.slab.push(e);
+    }
+
+    fn remove(&mut self, key: &ReqKey) -> Option<Entry> {
+        let i = self.index.remove(key)? as usize;
+        let e = self.slab.swap_remove(i);
+        if let Some(moved) = self.slab.get(i) {
+            self.index.insert(moved.key, i as u32);
+        }
+        Some(e)
+    }
+
+    fn values(&self) -> std::slice::Iter<'_, Entry> {
+        self.slab.iter()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -432,7 +593,8 @@ pub struct Connected {
 #[derive(Debug)]
 pub struct Scheduler {
     cfg: SchedConfig,
-    requests: HashMap<ReqKey, Entry>,
+    requests: Requests,
+    names: Names,
     queues: BTreeMap<QueueKey, VecDeque<(u64, ReqKey)>>,
     waiting_counts: [u64; 3],
     done: [u64; 3],
@@ -454,7 +616,8 @@ impl Scheduler {
     pub fn new(cfg: SchedConfig) -> Scheduler {
         Scheduler {
             cfg,
-            requests: HashMap::new(),
+            requests: Requests::default(),
+            names: Names::default(),
             queues: BTreeMap::new(),
             waiting_counts: [0; 3],
             done: [0; 3],
@@ -496,9 +659,21 @@ impl Scheduler {
         self.effects.wrote |= wrote;
     }
 
-    /// The record of a request.
-    pub fn record(&self, key: &ReqKey) -> Option<&Record> {
-        self.requests.get(key).map(|e| &*e.rec)
+    /// The record of a request (rebuilt from its compact entry).
+    pub fn record(&self, key: &ReqKey) -> Option<Record> {
+        self.requests.get(key).map(|e| Record {
+            item: e.item(),
+            archive_id: e.archive_id,
+            flags: e.flags,
+            received_at_ms: e.received_at_ms,
+            agent: e.agent.map(|a| self.names.get(a).to_string()),
+            cancel_pending: e.cancel_pending,
+        })
+    }
+
+    /// The agent holding a request, if any.
+    fn holder(&self, e: &Entry) -> Option<&str> {
+        e.agent.map(|a| self.names.get(a))
     }
 
     /// Number of requests held (waiting or running).
@@ -551,15 +726,15 @@ impl Scheduler {
         };
         debug_assert!(e.wait_seq.is_none());
         e.wait_seq = Some(seq);
-        e.rec.agent = None;
+        e.agent = None;
         let qk = QueueKey {
             kind: e.kind,
-            archive_id: e.rec.archive_id,
-            flags: e.rec.flags,
+            archive_id: e.archive_id,
+            flags: e.flags,
         };
         self.waiting_counts[e.kind.idx()] += 1;
         if let Some(t) = self.cfg.waiting_expiry_ms {
-            let deadline = e.rec.received_at_ms.saturating_add(t);
+            let deadline = e.received_at_ms.saturating_add(t);
             self.expiry.push(Reverse((deadline, seq, key)));
         }
         match reserve_for.and_then(|id| self.agents.get_mut(id)) {
@@ -580,7 +755,7 @@ impl Scheduler {
     fn oldest_first(&self, mut keys: Vec<ReqKey>) -> Vec<ReqKey> {
         keys.sort_by_key(|k| {
             (
-                self.requests.get(k).map_or(0, |e| e.rec.received_at_ms),
+                self.requests.get(k).map_or(0, |e| e.received_at_ms),
                 k.cookie,
             )
         });
@@ -649,13 +824,13 @@ impl Scheduler {
             self.failed[e.kind.idx()] += 1;
             out.push(Expired {
                 key,
-                fid: e.rec.item.fid,
+                fid: e.fid,
                 kind: e.kind,
-                archive_id: e.rec.archive_id,
-                age_ms: now.saturating_sub(e.rec.received_at_ms),
+                archive_id: e.archive_id,
+                age_ms: now.saturating_sub(e.received_at_ms),
             });
             self.effects.reports.push(LustreReport {
-                item: e.rec.item.clone(),
+                item: e.item(),
                 errval: libc_errno::ETIMEDOUT,
             });
         }
@@ -695,8 +870,8 @@ impl Scheduler {
     /// record with an agent is held for that agent (created disconnected if
     /// unknown, so its grace period starts now). Items that are not ARCHIVE,
     /// RESTORE or REMOVE must be filtered by the caller; they are ignored here.
-    pub fn offer(&mut self, rec: impl Into<Box<Record>>, now: u64, persist: bool) -> Offer {
-        let rec: Box<Record> = rec.into();
+    pub fn offer(&mut self, rec: impl Into<Record>, now: u64, persist: bool) -> Offer {
+        let mut rec: Record = rec.into();
         let key = rec.key();
         if self.requests.contains_key(&key) {
             return Offer::Duplicate;
@@ -704,7 +879,7 @@ impl Scheduler {
         let Some(kind) = Kind::from_action(rec.item.action) else {
             return Offer::Duplicate;
         };
-        let agent = rec.agent.clone();
+        let agent = rec.agent.take();
         let cancel_pending = rec.cancel_pending;
         let cancel = cancel_pending.then(|| Cancel {
             item: cancel_item(&rec.item),
@@ -716,14 +891,8 @@ impl Scheduler {
             tracing::debug!(cookie = key.cookie, fid = %rec.item.fid, action = kind.name(),
                 archive_id = rec.archive_id, agent = ?agent, "request added");
         }
-        self.requests.insert(
-            key,
-            Entry {
-                rec,
-                kind,
-                wait_seq: None,
-            },
-        );
+        let agent_id = agent.as_deref().map(|a| self.names.intern(a));
+        self.requests.insert(Entry::new(rec, kind, agent_id));
         match agent {
             Some(id) => {
                 let a = self
@@ -751,10 +920,10 @@ impl Scheduler {
         if e.wait_seq.take().is_some() {
             self.waiting_counts[e.kind.idx()] -= 1;
         }
-        e.rec.agent = Some(agent_id.to_string());
+        e.agent = Some(self.names.intern(agent_id));
         let kind = e.kind;
-        tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = kind.name(),
-            archive_id = e.rec.archive_id, agent = agent_id, "request assigned");
+        tracing::debug!(cookie = key.cookie, fid = %e.fid, action = kind.name(),
+            archive_id = e.archive_id, agent = agent_id, "request assigned");
         if let Some(a) = self.agents.get_mut(agent_id)
             && a.running.insert(key)
         {
@@ -775,15 +944,15 @@ impl Scheduler {
             return;
         };
         let kind = e.kind;
-        if let Some(id) = e.rec.agent.take()
-            && let Some(a) = self.agents.get_mut(&id)
+        if let Some(id) = e.agent.take()
+            && let Some(a) = self.agents.get_mut(self.names.get(id))
             && a.running.remove(&key)
         {
             a.running_counts[kind.idx()] -= 1;
         }
         if e.wait_seq.is_none() {
-            tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = kind.name(),
-                archive_id = e.rec.archive_id, reserved_for = ?reserve_for, "request requeued");
+            tracing::debug!(cookie = key.cookie, fid = %e.fid, action = kind.name(),
+                archive_id = e.archive_id, reserved_for = ?reserve_for, "request requeued");
             self.enqueue_to(key, reserve_for);
         }
         self.mark(key, true);
@@ -795,8 +964,8 @@ impl Scheduler {
         if e.wait_seq.is_some() {
             self.waiting_counts[e.kind.idx()] -= 1;
         }
-        if let Some(id) = &e.rec.agent
-            && let Some(a) = self.agents.get_mut(id)
+        if let Some(id) = e.agent
+            && let Some(a) = self.agents.get_mut(self.names.get(id))
             && a.running.remove(key)
         {
             a.running_counts[e.kind.idx()] -= 1;
@@ -813,22 +982,22 @@ impl Scheduler {
             return false;
         };
         let k = e.kind.idx();
-        if e.rec.cancel_pending {
+        if e.cancel_pending {
             self.canceled[k] += 1;
         } else if status == 0 {
             self.done[k] += 1;
         } else {
             self.failed[k] += 1;
         }
-        if let Some(id) = &e.rec.agent
-            && let Some(a) = self.agents.get_mut(id)
+        if let Some(id) = e.agent
+            && let Some(a) = self.agents.get_mut(self.names.get(id))
         {
             a.done_counts[k] += 1;
             // Pending cancels of a finished request are pointless.
             a.cancels.retain(|c| ReqKey::of(&c.item) != key);
         }
-        tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = e.kind.name(),
-            archive_id = e.rec.archive_id, agent = ?e.rec.agent, status, "request done");
+        tracing::debug!(cookie = key.cookie, fid = %e.fid, action = e.kind.name(),
+            archive_id = e.archive_id, agent = ?e.agent.map(|a| self.names.get(a)), status, "request done");
         self.pass(now);
         true
     }
@@ -841,12 +1010,12 @@ impl Scheduler {
             tracing::debug!(cookie = key.cookie, dfid = %key.dfid, "cancel for an unknown request ignored");
             return CancelOutcome::Unknown;
         };
-        match e.rec.agent.clone() {
+        match e.agent.map(|a| self.names.get(a).to_string()) {
             None => {
                 let e = self.remove(&key).expect("present: checked above");
                 self.canceled[e.kind.idx()] += 1;
-                tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = e.kind.name(),
-                    archive_id = e.rec.archive_id, "waiting request canceled");
+                tracing::debug!(cookie = key.cookie, fid = %e.fid, action = e.kind.name(),
+                    archive_id = e.archive_id, "waiting request canceled");
                 self.effects.reports.push(LustreReport {
                     item: cancel.clone(),
                     errval: libc_errno::ECANCELED,
@@ -854,15 +1023,15 @@ impl Scheduler {
                 CancelOutcome::Canceled
             }
             Some(agent) => {
-                if !e.rec.cancel_pending {
-                    e.rec.cancel_pending = true;
+                if !e.cancel_pending {
+                    e.cancel_pending = true;
                     let c = Cancel {
-                        item: cancel_item_from(cancel, &e.rec.item),
-                        archive_id: e.rec.archive_id,
-                        flags: e.rec.flags,
+                        item: cancel_item_from(cancel, e),
+                        archive_id: e.archive_id,
+                        flags: e.flags,
                     };
-                    tracing::debug!(cookie = key.cookie, fid = %e.rec.item.fid, action = e.kind.name(),
-                        archive_id = e.rec.archive_id, agent = %agent, "cancel forwarded to agent");
+                    tracing::debug!(cookie = key.cookie, fid = %e.fid, action = e.kind.name(),
+                        archive_id = e.archive_id, agent = %agent, "cancel forwarded to agent");
                     if let Some(a) = self.agents.get_mut(&agent) {
                         a.cancels.push_back(c);
                     }
@@ -877,15 +1046,15 @@ impl Scheduler {
     /// Keys of the requests whose fid or dfid is `fid` (for `ctl cancel`).
     pub fn keys_for_fid(&self, fid: &WireFid) -> Vec<ReqKey> {
         self.requests
-            .iter()
-            .filter(|(_, e)| e.rec.item.fid == *fid || e.rec.item.dfid == *fid)
-            .map(|(k, _)| *k)
+            .values()
+            .filter(|e| e.fid == *fid || e.key.dfid == *fid)
+            .map(|e| e.key)
             .collect()
     }
 
     /// A CANCEL item for a known request (for `ctl cancel`).
     pub fn cancel_item_for(&self, key: &ReqKey) -> Option<WireItem> {
-        self.requests.get(key).map(|e| cancel_item(&e.rec.item))
+        self.requests.get(key).map(|e| cancel_item(&e.item()))
     }
 
     /// An agent connects (`ehlo`). `running` lists what it still runs, each
@@ -927,7 +1096,7 @@ impl Scheduler {
                 continue;
             }
             match self.requests.get(&key) {
-                Some(e) => match e.rec.agent.as_deref() {
+                Some(e) => match self.holder(e) {
                     Some(holder) if holder == id => kept += 1,
                     Some(holder) if self.agents.get(holder).is_some_and(|h| h.connected) => {
                         tracing::warn!(
@@ -938,7 +1107,7 @@ impl Scheduler {
                         );
                     }
                     _ => {
-                        if e.rec.agent.is_some() {
+                        if e.agent.is_some() {
                             // Held by a disconnected agent: release it first.
                             self.requeue(key);
                         }
@@ -983,7 +1152,7 @@ impl Scheduler {
             if !self.live(seq, &key) {
                 continue;
             }
-            let archive_id = self.requests.get(&key).map_or(0, |e| e.rec.archive_id);
+            let archive_id = self.requests.get(&key).map_or(0, |e| e.archive_id);
             if self.agents.get(id).is_some_and(|a| a.accepts(archive_id)) {
                 keep.push_back((seq, key));
             } else {
@@ -1003,7 +1172,7 @@ impl Scheduler {
             if listed.contains(&key) {
                 continue;
             }
-            let archive_id = self.requests.get(&key).map_or(0, |e| e.rec.archive_id);
+            let archive_id = self.requests.get(&key).map_or(0, |e| e.archive_id);
             if self.agents.get(id).is_some_and(|a| a.accepts(archive_id)) {
                 self.requeue_to(key, Some(id));
                 reserved += 1;
@@ -1036,18 +1205,9 @@ impl Scheduler {
         let mut keep = VecDeque::new();
         for c in cancels {
             let key = ReqKey::of(&c.item);
-            match self
-                .requests
-                .get(&key)
-                .map(|e| e.rec.agent.as_deref() == Some(id))
-            {
+            match self.requests.get(&key).map(|e| self.holder(e) == Some(id)) {
                 Some(true) => keep.push_back(c),
-                Some(false)
-                    if self
-                        .requests
-                        .get(&key)
-                        .is_some_and(|e| e.rec.agent.is_none()) =>
-                {
+                Some(false) if self.requests.get(&key).is_some_and(|e| e.agent.is_none()) => {
                     let e = self.remove(&key).expect("present: checked above");
                     self.canceled[e.kind.idx()] += 1;
                     self.effects.reports.push(LustreReport {
@@ -1367,11 +1527,7 @@ impl Scheduler {
                 let Some(key) = self.head(&qk) else {
                     break;
                 };
-                let len = self
-                    .requests
-                    .get(&key)
-                    .map(|e| item_hal_len(&e.rec.item))
-                    .unwrap_or(0);
+                let len = self.requests.get(&key).map(|e| e.hal_len()).unwrap_or(0);
                 if used + len > budget {
                     if keys.is_empty() && taken == 0 {
                         // Even alone it does not fit this agent's budget: try
@@ -1393,7 +1549,7 @@ impl Scheduler {
         let (archive_id, flags) = chosen?;
         let items = keys
             .iter()
-            .filter_map(|k| self.requests.get(k).map(|e| e.rec.item.clone()))
+            .filter_map(|k| self.requests.get(k).map(|e| e.item()))
             .collect();
         Some(Batch {
             archive_id,
@@ -1434,14 +1590,14 @@ impl Scheduler {
                 let Some(e) = self.requests.get(key) else {
                     continue;
                 };
-                let here = (e.rec.archive_id, e.rec.flags);
+                let here = (e.archive_id, e.flags);
                 if e.kind != kind
                     || chosen.is_some_and(|c| c != here)
                     || !(accepts.is_empty() || accepts.contains(&here.0))
                 {
                     continue;
                 }
-                let len = item_hal_len(&e.rec.item);
+                let len = e.hal_len();
                 if *used + len > budget {
                     continue;
                 }
@@ -1527,7 +1683,7 @@ impl Scheduler {
         let mut all: Option<u64> = None;
         let mut waiting: Option<u64> = None;
         for e in self.requests.values() {
-            let t = e.rec.received_at_ms;
+            let t = e.received_at_ms;
             all = Some(all.map_or(t, |a| a.min(t)));
             if e.wait_seq.is_some() {
                 waiting = Some(waiting.map_or(t, |a| a.min(t)));
@@ -1540,7 +1696,7 @@ impl Scheduler {
     }
 
     fn state_of(&self, e: &Entry) -> RequestState {
-        match &e.rec.agent {
+        match self.holder(e) {
             None => RequestState::Waiting,
             Some(id) if self.agents.get(id).is_some_and(|a| a.connected) => RequestState::Running,
             Some(_) => RequestState::Orphaned,
@@ -1554,28 +1710,28 @@ impl Scheduler {
             .values()
             .filter(|e| {
                 filter.state.is_none_or(|s| self.state_of(e) == s)
-                    && filter.action.is_none_or(|a| e.rec.item.action == a)
+                    && filter.action.is_none_or(|a| e.action == a)
                     && filter
                         .agent
                         .as_ref()
-                        .is_none_or(|a| e.rec.agent.as_ref() == Some(a))
-                    && filter.archive_id.is_none_or(|a| e.rec.archive_id == a)
+                        .is_none_or(|a| self.holder(e) == Some(a.as_str()))
+                    && filter.archive_id.is_none_or(|a| e.archive_id == a)
             })
             .collect();
-        matched.sort_by_key(|e| (e.rec.received_at_ms, e.rec.item.cookie));
+        matched.sort_by_key(|e| (e.received_at_ms, e.key.cookie));
         let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
         let truncated = matched.len() > limit;
         let out = matched
             .into_iter()
             .take(limit)
             .map(|e| RequestInfo {
-                item: e.rec.item.clone(),
-                archive_id: e.rec.archive_id,
-                flags: e.rec.flags,
+                item: e.item(),
+                archive_id: e.archive_id,
+                flags: e.flags,
                 state: self.state_of(e),
-                agent: e.rec.agent.clone(),
-                age_ms: now.saturating_sub(e.rec.received_at_ms),
-                cancel_pending: e.rec.cancel_pending,
+                agent: self.holder(e).map(str::to_string),
+                age_ms: now.saturating_sub(e.received_at_ms),
+                cancel_pending: e.cancel_pending,
             })
             .collect();
         (out, truncated)
@@ -1597,12 +1753,12 @@ pub fn cancel_item(item: &WireItem) -> WireItem {
     }
 }
 
-fn cancel_item_from(cancel: &WireItem, original: &WireItem) -> WireItem {
+fn cancel_item_from(cancel: &WireItem, original: &Entry) -> WireItem {
     let mut c = cancel.clone();
     c.action = lustre_bindings::action::HSMA_CANCEL;
     c.fid = original.fid;
-    c.dfid = original.dfid;
-    c.cookie = original.cookie;
+    c.dfid = original.key.dfid;
+    c.cookie = original.key.cookie;
     c
 }
 
@@ -1658,6 +1814,35 @@ mod tests {
     const A: u32 = 20;
     const R: u32 = 21;
     const X: u32 = 22;
+
+    #[test]
+    fn compact_entries_round_trip_and_removal_keeps_the_index_right() {
+        // Compact: well under the 144-byte Record it replaces.
+        assert!(std::mem::size_of::<Entry>() <= 128);
+        let mut s = Scheduler::new(cfg());
+        let mut with_data = rec(A, 1, 2);
+        with_data.item.data = b"x\0y".to_vec();
+        with_data.flags = 4;
+        with_data.cancel_pending = true;
+        with_data.agent = Some("mover".into());
+        let plain = rec(R, 2, 3);
+        let other = rec(X, 3, 3);
+        for r in [&with_data, &plain, &other] {
+            assert_eq!(s.offer(r.clone(), T0, false), Offer::Added);
+        }
+        assert_eq!(s.offer(plain.clone(), T0, false), Offer::Duplicate);
+        for r in [&with_data, &plain, &other] {
+            assert_eq!(s.record(&r.key()).as_ref(), Some(r));
+        }
+        // Removing the first entry moves the last one into its slot.
+        assert!(s.done(with_data.key(), 0, T0));
+        assert_eq!(s.record(&with_data.key()), None);
+        assert_eq!(s.record(&plain.key()).as_ref(), Some(&plain));
+        assert_eq!(s.record(&other.key()).as_ref(), Some(&other));
+        assert!(s.done(other.key(), 0, T0));
+        assert_eq!(s.record(&plain.key()).as_ref(), Some(&plain));
+        assert_eq!(s.len(), 1);
+    }
 
     fn qi(action: u32, n: u32, archive_id: u32, flags: u64) -> QueueItem {
         QueueItem {

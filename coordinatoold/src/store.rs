@@ -69,7 +69,7 @@ pub enum StoreError {
 /// sled's page cache (its default is 1 GiB, which a replay scan fills:
 /// every record is also held decoded by the scheduler, so a big cache only
 /// doubles the memory used).
-pub const CACHE_BYTES: u64 = 64 << 20;
+pub const CACHE_BYTES: u64 = 16 << 20;
 
 /// Encodes a key.
 pub fn encode_key(k: &ReqKey) -> [u8; KEY_LEN] {
@@ -178,15 +178,17 @@ impl Store {
     /// parallel (cookies are handed out sequentially by the MDT, so the
     /// ranges are about even).
     ///
-    /// Records are boxed as they are decoded: sorting and handing them to the
-    /// scheduler then moves pointers, not 144-byte records.
-    pub fn load_all(&self) -> Result<Vec<Box<Record>>, StoreError> {
+    /// Records are decoded into one contiguous `Vec` per range (not boxed
+    /// one by one): a large `Vec` is its own mapping, returned to the system
+    /// when dropped, whereas a million small freed boxes interleaved with
+    /// sled's allocations would stay resident after replay.
+    pub fn load_all(&self) -> Result<Vec<Record>, StoreError> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         self.load_all_threads(threads.clamp(1, 4))
     }
 
     /// [`Store::load_all`] with `threads` scanning threads (benchmarks).
-    pub fn load_all_threads(&self, threads: usize) -> Result<Vec<Box<Record>>, StoreError> {
+    pub fn load_all_threads(&self, threads: usize) -> Result<Vec<Record>, StoreError> {
         let (Some((first, _)), Some((last, _))) = (
             self.requests.first().map_err(self.err("scan requests"))?,
             self.requests.last().map_err(self.err("scan requests"))?,
@@ -205,7 +207,7 @@ impl Store {
         let bounds: Vec<[u8; 8]> = (1..threads)
             .map(|i| (lo + (hi - lo) / threads * i).to_be_bytes())
             .collect();
-        let parts: Vec<Result<Vec<Box<Record>>, StoreError>> = std::thread::scope(|sc| {
+        let parts: Vec<Result<Vec<Record>, StoreError>> = std::thread::scope(|sc| {
             let handles: Vec<_> = (0..bounds.len() + 1)
                 .map(|i| {
                     let start = i.checked_sub(1).map(|j| bounds[j]);
@@ -218,38 +220,33 @@ impl Store {
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
-        let mut out = Vec::new();
+        let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
         for part in parts {
-            let part = part?;
-            if out.is_empty() {
-                out = part;
-            } else {
-                out.extend(part);
-            }
+            out.extend(part);
         }
-        // Usually already in order (cookies grow with time): the stable sort
-        // then costs about one pass.
-        out.sort_by_key(|r| (r.received_at_ms, r.item.cookie));
+        // Usually already in order (cookies grow with time): then no sort
+        // (and no scratch buffer) at all.
+        let order = |r: &Record| (r.received_at_ms, r.item.cookie);
+        if !out.is_sorted_by_key(order) {
+            out.sort_by_key(order);
+        }
         Ok(out)
     }
 
     /// Scans and decodes the keys in `[start, end)` (open ends when `None`).
-    #[expect(
-        clippy::vec_box,
-        reason = "boxed on purpose: sorting and replay then move pointers, and the scheduler keeps the box"
-    )]
     fn load_range(
         &self,
         start: Option<[u8; 8]>,
         end: Option<[u8; 8]>,
-    ) -> Result<Vec<Box<Record>>, StoreError> {
+    ) -> Result<Vec<Record>, StoreError> {
         use std::ops::Bound;
         let lower = start.map_or(Bound::Unbounded, |b| Bound::Included(b.to_vec()));
         let upper = end.map_or(Bound::Unbounded, |b| Bound::Excluded(b.to_vec()));
         let mut out = Vec::new();
         for kv in self.requests.range::<Vec<u8>, _>((lower, upper)) {
             let (k, v) = kv.map_err(self.err("scan requests"))?;
-            out.push(Box::new(self.decode(&k, &v)?));
+            out.push(self.decode(&k, &v)?);
         }
         Ok(out)
     }
@@ -285,16 +282,16 @@ impl Store {
     /// Applies puts (`Some(record)`) and deletions (`None`) in one atomic
     /// batch; flushes if `flush` (and the store was not opened with
     /// `no_flush`).
-    pub fn apply<'a>(
+    pub fn apply<R: std::borrow::Borrow<Record>>(
         &self,
-        changes: impl IntoIterator<Item = (ReqKey, Option<&'a Record>)>,
+        changes: impl IntoIterator<Item = (ReqKey, Option<R>)>,
         flush: bool,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (key, rec) in changes {
             let k = encode_key(&key);
             match rec {
-                Some(r) => batch.insert(&k[..], encode_record(r)?),
+                Some(r) => batch.insert(&k[..], encode_record(r.borrow())?),
                 None => batch.remove(&k[..]),
             }
         }
@@ -396,16 +393,13 @@ mod tests {
             assert_eq!(report.to, 1);
             s.apply(recs.iter().map(|r| (r.key(), Some(r))), true)
                 .unwrap();
-            s.apply([(recs[0].key(), None)], false).unwrap();
+            s.apply([(recs[0].key(), None::<&Record>)], false).unwrap();
             s.flush_final().unwrap();
         }
         let (s, report) = open_retry(dir.path(), false).unwrap();
         assert!(report.applied.is_empty());
         let back = s.load_all().unwrap();
-        assert_eq!(
-            back,
-            recs[1..].iter().cloned().map(Box::new).collect::<Vec<_>>()
-        );
+        assert_eq!(back, recs[1..].to_vec());
         assert_eq!(back[0].agent.as_deref(), Some("m1"));
     }
 
@@ -520,7 +514,7 @@ mod tests {
         s.apply(recs.iter().map(|r| (r.key(), Some(r))), false)
             .unwrap();
         let back = s.load_all().unwrap();
-        let mut expect: Vec<Box<Record>> = recs.iter().cloned().map(Box::new).collect();
+        let mut expect: Vec<Record> = recs.clone();
         expect.reverse();
         assert_eq!(back, expect);
         // A corrupt record in the middle of the key space is found.

@@ -55,6 +55,11 @@ impl Conn {
         self.stream.as_raw_fd()
     }
 
+    /// The id the next [`Conn::send`] will use.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Sends one request; returns its id.
     pub fn send(&mut self, body: Request) -> Result<u64, ShimError> {
         let id = self.next_id;
