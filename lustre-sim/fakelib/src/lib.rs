@@ -729,37 +729,57 @@ fn state_of(path: &Path) -> Errno<wire::HsmState> {
     }
 }
 
-/// `int llapi_hsm_state_get(const char *path, struct hsm_user_state *hus)`.
+/// Looks up `path`'s HSM state and writes `encode(state)` (the C struct's
+/// little-endian bytes) to `out`: the shared body of `llapi_hsm_state_get`
+/// and `llapi_hsm_current_action`.
 ///
 /// # Safety
-/// `path` a C string, `hus` 32 writable bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn llapi_hsm_state_get(path: *const c_char, hus: *mut c_void) -> c_int {
+/// `path` a C string or NULL, `out` NULL or `N` writable bytes.
+unsafe fn state_out<const N: usize>(
+    path: *const c_char,
+    out: *mut c_void,
+    encode: impl FnOnce(&wire::HsmState) -> [u8; N],
+) -> c_int {
     guard(|| {
         // SAFETY: C string (NULL checked).
         let p = match unsafe { cstr_path(path) } {
             Ok(p) => p,
             Err(e) => return e,
         };
-        if hus.is_null() {
+        if out.is_null() {
             return -libc::EINVAL;
         }
         match state_of(p) {
             Ok(s) => {
-                let mut b = [0u8; 32];
-                b[0..4].copy_from_slice(&s.states.to_le_bytes());
-                b[4..8].copy_from_slice(&s.archive_id.to_le_bytes());
-                b[8..12].copy_from_slice(&s.in_progress_state.to_le_bytes());
-                b[12..16].copy_from_slice(&s.in_progress_action.to_le_bytes());
-                b[16..24].copy_from_slice(&s.offset.to_le_bytes());
-                b[24..32].copy_from_slice(&s.length.to_le_bytes());
-                // SAFETY: `hus` points to a 32-byte `struct hsm_user_state`.
-                unsafe { ptr::copy_nonoverlapping(b.as_ptr(), hus.cast::<u8>(), 32) };
+                let b = encode(&s);
+                // SAFETY: the caller passes `N` writable bytes at `out`.
+                unsafe { ptr::copy_nonoverlapping(b.as_ptr(), out.cast::<u8>(), N) };
                 0
             }
             Err(e) => e,
         }
     })
+}
+
+/// `int llapi_hsm_state_get(const char *path, struct hsm_user_state *hus)`.
+///
+/// # Safety
+/// `path` a C string, `hus` 32 writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn llapi_hsm_state_get(path: *const c_char, hus: *mut c_void) -> c_int {
+    // SAFETY: the caller's contract is the one `state_out` needs (N = 32).
+    unsafe {
+        state_out(path, hus, |s| {
+            let mut b = [0u8; 32];
+            b[0..4].copy_from_slice(&s.states.to_le_bytes());
+            b[4..8].copy_from_slice(&s.archive_id.to_le_bytes());
+            b[8..12].copy_from_slice(&s.in_progress_state.to_le_bytes());
+            b[12..16].copy_from_slice(&s.in_progress_action.to_le_bytes());
+            b[16..24].copy_from_slice(&s.offset.to_le_bytes());
+            b[24..32].copy_from_slice(&s.length.to_le_bytes());
+            b
+        })
+    }
 }
 
 /// `int llapi_hsm_current_action(const char *path, struct hsm_current_action *hca)`.
@@ -768,29 +788,17 @@ pub unsafe extern "C" fn llapi_hsm_state_get(path: *const c_char, hus: *mut c_vo
 /// `path` a C string, `hca` 24 writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn llapi_hsm_current_action(path: *const c_char, hca: *mut c_void) -> c_int {
-    guard(|| {
-        // SAFETY: C string (NULL checked).
-        let p = match unsafe { cstr_path(path) } {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        if hca.is_null() {
-            return -libc::EINVAL;
-        }
-        match state_of(p) {
-            Ok(s) => {
-                let mut b = [0u8; 24];
-                b[0..4].copy_from_slice(&s.in_progress_state.to_le_bytes());
-                b[4..8].copy_from_slice(&s.in_progress_action.to_le_bytes());
-                b[8..16].copy_from_slice(&s.offset.to_le_bytes());
-                b[16..24].copy_from_slice(&s.length.to_le_bytes());
-                // SAFETY: `hca` points to a 24-byte `struct hsm_current_action`.
-                unsafe { ptr::copy_nonoverlapping(b.as_ptr(), hca.cast::<u8>(), 24) };
-                0
-            }
-            Err(e) => e,
-        }
-    })
+    // SAFETY: the caller's contract is the one `state_out` needs (N = 24).
+    unsafe {
+        state_out(path, hca, |s| {
+            let mut b = [0u8; 24];
+            b[0..4].copy_from_slice(&s.in_progress_state.to_le_bytes());
+            b[4..8].copy_from_slice(&s.in_progress_action.to_le_bytes());
+            b[8..16].copy_from_slice(&s.offset.to_le_bytes());
+            b[16..24].copy_from_slice(&s.length.to_le_bytes());
+            b
+        })
+    }
 }
 
 /// `int llapi_hsm_state_set(const char *path, __u64 setmask, __u64 clearmask, __u32 archive_id)`.

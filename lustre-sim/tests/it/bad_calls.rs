@@ -94,6 +94,15 @@ fn bad_calls_get_the_kernel_codes() {
         ("end_cancelled", "0".into()),
         ("unregister", "0".into()),
         ("unregister_cleared", "1".into()),
+        ("state_get", "0".into()),
+        // HS_EXISTS | HS_ARCHIVED
+        ("state_flags", "9".into()),
+        ("state_archive_id", "1".into()),
+        ("state_get_null", e(libc::EINVAL)),
+        ("current_action", "0".into()),
+        // HPS_NONE: nothing in progress any more
+        ("current_action_state", "0".into()),
+        ("current_action_null", e(libc::EINVAL)),
     ];
     for (name, want) in expect {
         assert_eq!(

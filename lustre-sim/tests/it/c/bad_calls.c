@@ -152,5 +152,21 @@ int main(int argc, char **argv)
 
 	SHOW("unregister", llapi_hsm_copytool_unregister(&ct));
 	SHOW("unregister_cleared", ct == NULL);
+
+	/* State of the archived file, through the fake's own calls. */
+	{
+		struct hsm_user_state hus;
+		struct hsm_current_action hca;
+
+		memset(&hus, 0xff, sizeof(hus));
+		SHOW("state_get", llapi_hsm_state_get(file, &hus));
+		SHOW("state_flags", hus.hus_states);
+		SHOW("state_archive_id", hus.hus_archive_id);
+		SHOW("state_get_null", llapi_hsm_state_get(file, NULL));
+		memset(&hca, 0xff, sizeof(hca));
+		SHOW("current_action", llapi_hsm_current_action(file, &hca));
+		SHOW("current_action_state", hca.hca_state);
+		SHOW("current_action_null", llapi_hsm_current_action(NULL, &hca));
+	}
 	return 0;
 }
