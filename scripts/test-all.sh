@@ -16,8 +16,9 @@ fi
 
 cargo build --workspace --all-targets --locked
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast
+    # Doc tests first: nextest's summary line is then the run's last word.
     cargo test --workspace --doc --locked
+    cargo nextest run --workspace --locked --no-fail-fast
 else
     cargo test --workspace --locked --no-fail-fast
 fi
