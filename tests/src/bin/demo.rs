@@ -154,11 +154,13 @@ fn phase(
     let mut progress = Progress::new();
     let deadline = start + Duration::from_secs(600);
     loop {
-        let flags = stack.hsm_flags_many(files)?;
-        let done = flags.iter().filter(|&&f| target(f)).count();
+        // Movers' counts first: sampled after the files, they would run ahead
+        // of the bar.
         let movers = status(stack)
             .map(|s| per_agent(&s, done_idx))
             .unwrap_or_default();
+        let flags = stack.hsm_flags_many(files)?;
+        let done = flags.iter().filter(|&&f| target(f)).count();
         progress.show(name, done, files.len(), &format!("done by: {movers}"));
         if done == files.len() {
             break;
