@@ -343,40 +343,38 @@ unsafe extern "C" {
     fn fakelib_unregister_event_fifo(path: *const c_char) -> c_int;
 }
 
-/// `void llapi_error(enum llapi_message_level, int err, const char *fmt, ...)`:
-/// a tail jump to the C implementation so the varargs pass untouched.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub extern "C" fn llapi_error() {
-    // SAFETY: a bare tail jump; registers and stack are the caller's, so
-    // the C function sees exactly the original variadic call.
-    #[cfg(target_arch = "x86_64")]
-    core::arch::naked_asm!("jmp {0}", sym fakelib_llapi_error_impl);
-    #[cfg(target_arch = "aarch64")]
-    core::arch::naked_asm!("b {0}", sym fakelib_llapi_error_impl);
+/// Defines an exported symbol that is a bare tail jump to a C function, so
+/// variadic arguments (or a `va_list`) reach the C code untouched: stable
+/// Rust cannot define variadic functions, and a cdylib exports only Rust
+/// symbols. x86_64 and aarch64 only.
+macro_rules! c_trampoline {
+    ($(#[$doc:meta])* $name:ident => $target:ident) => {
+        $(#[$doc])*
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name() {
+            // SAFETY: a bare tail jump; registers and stack are the caller's,
+            // so the C function sees exactly the original call.
+            #[cfg(target_arch = "x86_64")]
+            core::arch::naked_asm!("jmp {0}", sym $target);
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!("b {0}", sym $target);
+        }
+    };
 }
 
-/// `void llapi_printf(enum llapi_message_level, const char *fmt, ...)`.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub extern "C" fn llapi_printf() {
-    // SAFETY: a bare tail jump, see `llapi_error`.
-    #[cfg(target_arch = "x86_64")]
-    core::arch::naked_asm!("jmp {0}", sym fakelib_llapi_printf_impl);
-    #[cfg(target_arch = "aarch64")]
-    core::arch::naked_asm!("b {0}", sym fakelib_llapi_printf_impl);
-}
-
-/// `void llapi_hsm_log_error(enum llapi_message_level, int, const char *, va_list)`.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub extern "C" fn llapi_hsm_log_error() {
-    // SAFETY: a bare tail jump, see `llapi_error`.
-    #[cfg(target_arch = "x86_64")]
-    core::arch::naked_asm!("jmp {0}", sym fakelib_hsm_log_error_impl);
-    #[cfg(target_arch = "aarch64")]
-    core::arch::naked_asm!("b {0}", sym fakelib_hsm_log_error_impl);
-}
+c_trampoline!(
+    /// `void llapi_error(enum llapi_message_level, int err, const char *fmt, ...)`.
+    llapi_error => fakelib_llapi_error_impl
+);
+c_trampoline!(
+    /// `void llapi_printf(enum llapi_message_level, const char *fmt, ...)`.
+    llapi_printf => fakelib_llapi_printf_impl
+);
+c_trampoline!(
+    /// `void llapi_hsm_log_error(enum llapi_message_level, int, const char *, va_list)`.
+    llapi_hsm_log_error => fakelib_hsm_log_error_impl
+);
 
 /// `int llapi_hsm_register_event_fifo(const char *path)`.
 ///
