@@ -94,6 +94,11 @@ fn bad_calls_get_the_kernel_codes() {
         ("end_cancelled", "0".into()),
         ("unregister", "0".into()),
         ("unregister_cleared", "1".into()),
+        ("printf_varargs", "42abcz".into()),
+        (
+            "error_varargs",
+            format!("{}/{}/boom-1234567890123-7", 2, libc::EIO),
+        ),
         ("state_get", "0".into()),
         // HS_EXISTS | HS_ARCHIVED
         ("state_flags", "9".into()),

@@ -1,5 +1,6 @@
 /* Exercises the fake liblustreapi's error codes. Prints "name=rc" lines. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,16 @@ struct foreign_ct {
 	int open_by_fid_fd;
 	void *kuc;
 };
+
+/* Error callback: formats what the variadic llapi_error passed through. */
+static void capture_error(enum llapi_message_level level, int err,
+			  const char *fmt, va_list ap)
+{
+	char text[128];
+
+	vsnprintf(text, sizeof(text), fmt, ap);
+	printf("error_varargs=%d/%d/%s\n", (int)(level & LLAPI_MSG_MASK), err, text);
+}
 
 int main(int argc, char **argv)
 {
@@ -152,6 +163,13 @@ int main(int argc, char **argv)
 
 	SHOW("unregister", llapi_hsm_copytool_unregister(&ct));
 	SHOW("unregister_cleared", ct == NULL);
+
+	/* The variadic entry points pass their arguments through untouched. */
+	llapi_msg_set_level(LLAPI_MSG_INFO);
+	llapi_printf(LLAPI_MSG_NORMAL, "printf_varargs=%d%s%c\n", 42, "abc", 'z');
+	llapi_error_callback_set(capture_error);
+	llapi_error(LLAPI_MSG_ERROR, -EIO, "%s-%ld-%d", "boom", 1234567890123L, 7);
+	fflush(stdout);
 
 	/* State of the archived file, through the fake's own calls. */
 	{
