@@ -35,8 +35,9 @@ use crate::scheduler::Kind;
 
 /// Default `client_grace_ms`.
 pub const DEFAULT_GRACE_MS: u64 = 600_000;
-/// Default bind host (the C tool's), replaced by `0.0.0.0` if it does not resolve.
-pub const DEFAULT_HOST: &str = "coordinatool";
+/// Default bind host: the name clients connect to by default (the C tool's),
+/// replaced by `0.0.0.0` if it does not resolve.
+pub use coordinatool_protocol::conf::DEFAULT_HOST;
 /// Where state directories go by default.
 pub const DEFAULT_STATE_ROOT: &str = "/var/lib/coordinatool";
 /// Keys accepted but whose feature is not implemented yet.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use coordinatool_protocol::client::{Client, ClientError};
 use coordinatool_protocol::{
-    Done, Ehlo, PROTOCOL_VERSION, QueueItem, Recv, Request, Response, Role, StatusReply, WireItem,
+    Done, Ehlo, PROTOCOL_VERSION, QueueItem, Recv, Request, Response, Role, StatusReply, WireFid,
+    WireItem,
 };
 use lustre_bindings::action::flags::HP_FLAG_COMPLETED;
 use lustre_bindings::llapi::{Copytool, Llapi};
@@ -248,6 +249,26 @@ impl Daemon {
     pub fn kill9(&mut self) {
         self.guard.signal("KILL").unwrap();
         assert!(self.guard.wait_timeout(Duration::from_secs(10)).is_some());
+    }
+}
+
+/// A whole-file ARCHIVE item of a simulated fid (`dfid` = `fid`, no data),
+/// for tests that queue requests by hand.
+pub fn archive_item(oid: u32, cookie: u64) -> WireItem {
+    let fid = WireFid {
+        seq: 0x200000401,
+        oid,
+        ver: 0,
+    };
+    WireItem {
+        action: HsmAction::Archive.as_u32(),
+        fid,
+        dfid: fid,
+        extent_offset: 0,
+        extent_length: u64::MAX,
+        cookie,
+        gid: 0,
+        data: vec![],
     }
 }
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use coordinatool_protocol::{Queue, QueueItem, Request, Response, WireFid, WireItem};
+use coordinatool_protocol::{Queue, QueueItem, Request, Response, WireItem};
 use lustre_sim::testing::poll_until;
 
 use crate::harness::*;
@@ -169,21 +169,7 @@ fn queue_rejects_archive_ids_the_daemon_did_not_register_for() {
     let sim = Sim::start();
     // The harness registers for archive 1 only.
     let d = sim.daemon(&[]);
-    let fid = WireFid {
-        seq: 0x200000401,
-        oid: 4242,
-        ver: 0,
-    };
-    let item = WireItem {
-        action: 20,
-        fid,
-        dfid: fid,
-        extent_offset: 0,
-        extent_length: u64::MAX,
-        cookie: 0xbeef,
-        gid: 0,
-        data: vec![],
-    };
+    let item = archive_item(4242, 0xbeef);
     let r = d
         .admin()
         .call(Request::Queue(Queue {

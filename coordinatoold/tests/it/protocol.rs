@@ -5,8 +5,7 @@ use std::time::Duration;
 use coordinatool_protocol::client::ClientError;
 use coordinatool_protocol::frame::{encode_frame, read_frame};
 use coordinatool_protocol::{
-    Ehlo, Queue, QueueItem, Reply, Request, RequestFrame, Response, ResponseFrame, Role, WireFid,
-    WireItem,
+    Ehlo, Queue, QueueItem, Reply, Request, RequestFrame, Response, ResponseFrame, Role, WireItem,
 };
 
 use crate::harness::*;
@@ -68,21 +67,7 @@ fn handshake_errors_garbage_and_queue() {
     assert_eq!(big.read(&mut buf).unwrap_or(0), 0);
     // The daemon still serves; queue validates and dedups.
     let mut admin = d.admin();
-    let fid = WireFid {
-        seq: 0x200000401,
-        oid: 999,
-        ver: 0,
-    };
-    let item = WireItem {
-        action: 20,
-        fid,
-        dfid: fid,
-        extent_offset: 0,
-        extent_length: u64::MAX,
-        cookie: 0xdead,
-        gid: 0,
-        data: vec![],
-    };
+    let item = archive_item(999, 0xdead);
     let q = |items: Vec<QueueItem>| {
         Request::Queue(Queue {
             fsname: Some(FSNAME.into()),
