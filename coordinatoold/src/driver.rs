@@ -2,10 +2,11 @@
 //! handle. Sessions and the kernel thread send it [`DriverCmd`]s (with a
 //! `oneshot` for the answer); it sleeps until the scheduler's next deadline.
 //!
-//! After each command it applies the scheduler's effects in this order:
-//! write the changed records in one store batch (flushed when a record was
-//! written), then send batches to agents, answer the command, and queue
-//! reports to Lustre. Nothing leaves the process before it is on disk.
+//! It handles the commands queued at once as a group, then applies the
+//! scheduler's effects in this order: write the changed records in one store
+//! batch (flushed when a record was written), then send batches to agents,
+//! answer the commands, acknowledge HALs and queue reports to Lustre. Nothing
+//! leaves the process before it is on disk.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::kernel::KernelCmd;
 use crate::scheduler::{
     CancelOutcome, LustreReport, Offer, Record, RecvSpec, ReqKey, Scheduler, libc_errno,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{CHECKPOINT_SLICE, Store, StoreError};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -36,11 +37,12 @@ pub fn now_ms() -> u64 {
 /// Commands to the driver.
 #[derive(Debug)]
 pub enum DriverCmd {
-    /// A HAL from Lustre; `ack` once persisted.
+    /// HALs from Lustre (those the kernel thread read in one go); `ack`
+    /// once persisted.
     Hal {
-        /// The decoded HAL.
-        hal: ActionList,
-        /// Answered once its items are on disk.
+        /// The decoded HALs, in the order received.
+        hals: Vec<ActionList>,
+        /// Answered once their items are on disk.
         ack: oneshot::Sender<()>,
     },
     /// A handshake (protocol version already checked by the session).
@@ -94,6 +96,18 @@ pub struct DriverDeps {
     pub started_ms: u64,
 }
 
+/// Commands handled as one group (one store batch, at most one flush).
+pub const MAX_GROUP: usize = 256;
+
+/// What a group of commands owes once its changes are on disk.
+#[derive(Default)]
+struct Outbox {
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+    acks: Vec<oneshot::Sender<()>>,
+    reports: Vec<LustreReport>,
+    shutdown: bool,
+}
+
 /// The driver.
 #[derive(Debug)]
 pub struct Driver {
@@ -118,22 +132,39 @@ impl Driver {
 
     /// Runs until shutdown (or the command channel closes). Returns an error
     /// if the store fails.
+    ///
+    /// Group commit: after a command arrives, the commands already queued
+    /// behind it (at most [`MAX_GROUP`]) are handled too, and the whole group
+    /// costs one store batch and at most one flush. Nothing the group owes
+    /// (batches, replies, HAL acknowledgements, reports) leaves before that.
     pub async fn run(mut self, mut rx: mpsc::Receiver<DriverCmd>) -> Result<(), StoreError> {
         let mut shutdown = self.d.shutdown.subscribe();
         let mut heartbeat = tokio::time::interval(Duration::from_secs(60));
         heartbeat.tick().await;
         let res = loop {
             let now = now_ms();
-            let sleep = self
+            let mut sleep = self
                 .d
                 .sched
                 .next_deadline()
                 .map(|t| Duration::from_millis(t.saturating_sub(now)))
                 .unwrap_or(Duration::from_secs(3600));
+            if let Some(w) = self.d.store.idle_wait() {
+                // Store upkeep is due (deletions held, a checkpoint).
+                sleep = sleep.min(w);
+            }
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
-                        if let Err(e) = self.handle(cmd) {
+                        let mut out = Outbox::default();
+                        self.handle(cmd, &mut out);
+                        for _ in 1..MAX_GROUP {
+                            match rx.try_recv() {
+                                Ok(cmd) => self.handle(cmd, &mut out),
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(e) = self.apply(out) {
                             break Err(e);
                         }
                     }
@@ -146,7 +177,7 @@ impl Driver {
                             "request waited too long without an agent (90% of mdt_request_timeout): \
                              reported to Lustre as failed (ETIMEDOUT) before the MDT cancels it silently");
                     }
-                    if let Err(e) = self.apply(None) {
+                    if let Err(e) = self.apply(Outbox::default()) {
                         break Err(e);
                     }
                 }
@@ -159,14 +190,15 @@ impl Driver {
         self.d.sched.drop_waiting();
         self.pending.clear();
         if res.is_ok() {
+            let mut out = Outbox::default();
             while let Ok(cmd) = rx.try_recv() {
                 if let DriverCmd::Recv { .. } = cmd {
                     continue;
                 }
-                if let Err(e) = self.handle(cmd) {
-                    tracing::error!(error = %e, "store failure during shutdown");
-                    break;
-                }
+                self.handle(cmd, &mut out);
+            }
+            if let Err(e) = self.apply(out) {
+                tracing::error!(error = %e, "store failure during shutdown");
             }
         }
         let _ = self.d.shutdown.send(true);
@@ -190,9 +222,10 @@ impl Driver {
         );
     }
 
-    /// Persists the scheduler's effects, then sends batches, the reply and
+    /// Persists the scheduler's effects (one batch, flushed when a record
+    /// was written), then sends batches, replies, HAL acknowledgements and
     /// reports.
-    fn apply(&mut self, reply: Option<(oneshot::Sender<Reply>, Reply)>) -> Result<(), StoreError> {
+    fn apply(&mut self, out: Outbox) -> Result<(), StoreError> {
         let eff = self.d.sched.take_effects();
         if !eff.dirty.is_empty() {
             let sched = &self.d.sched;
@@ -208,10 +241,23 @@ impl Driver {
                 let _ = tx.send(Reply::Ok(Response::Batch(d.batch)));
             }
         }
-        if let Some((tx, r)) = reply {
+        for (tx, r) in out.replies {
             let _ = tx.send(r);
         }
+        for ack in out.acks {
+            let _ = ack.send(());
+        }
         self.report(eff.reports);
+        self.report(out.reports);
+        if out.shutdown {
+            tracing::info!("shutdown requested by a client");
+            let _ = self.d.shutdown.send(true);
+        }
+        let sched = &self.d.sched;
+        let store = &self.d.store;
+        tokio::task::block_in_place(|| {
+            store.maintain(|| sched.keys(), |k| sched.record(k), CHECKPOINT_SLICE)
+        })?;
         Ok(())
     }
 
@@ -230,48 +276,49 @@ impl Driver {
         }
     }
 
-    fn handle(&mut self, cmd: DriverCmd) -> Result<(), StoreError> {
+    /// Handles one command; what it owes goes to `out`, sent by
+    /// [`Driver::apply`] once the group's changes are on disk.
+    fn handle(&mut self, cmd: DriverCmd, out: &mut Outbox) {
         let now = now_ms();
         match cmd {
-            DriverCmd::Hal { hal, ack } => {
-                let mut bad = Vec::new();
-                for item in hal.items {
-                    let wire: coordinatool_protocol::WireItem = item.into();
-                    match HsmAction::from_u32(wire.action) {
-                        HsmAction::Archive | HsmAction::Restore | HsmAction::Remove => {
-                            let rec = Record {
-                                item: wire,
-                                archive_id: hal.archive_id,
-                                flags: hal.flags,
-                                received_at_ms: now,
-                                agent: None,
-                                cancel_pending: false,
-                            };
-                            if self.d.sched.offer(rec, now, true) == Offer::Duplicate {
-                                tracing::debug!("duplicate request from Lustre ignored");
+            DriverCmd::Hal { hals, ack } => {
+                for hal in hals {
+                    for item in hal.items {
+                        let wire: coordinatool_protocol::WireItem = item.into();
+                        match HsmAction::from_u32(wire.action) {
+                            HsmAction::Archive | HsmAction::Restore | HsmAction::Remove => {
+                                let rec = Record {
+                                    item: wire,
+                                    archive_id: hal.archive_id,
+                                    flags: hal.flags,
+                                    received_at_ms: now,
+                                    agent: None,
+                                    cancel_pending: false,
+                                };
+                                if self.d.sched.offer(rec, now, true) == Offer::Duplicate {
+                                    tracing::debug!("duplicate request from Lustre ignored");
+                                }
                             }
-                        }
-                        HsmAction::Cancel => {
-                            self.d.sched.cancel(&wire, now);
-                        }
-                        other => {
-                            tracing::warn!(cookie = wire.cookie, fid = %wire.fid, action = %other,
-                                value = wire.action, "unknown action from Lustre; reported EINVAL");
-                            bad.push(LustreReport {
-                                item: wire,
-                                errval: libc_errno::EINVAL,
-                            });
+                            HsmAction::Cancel => {
+                                self.d.sched.cancel(&wire, now);
+                            }
+                            other => {
+                                tracing::warn!(cookie = wire.cookie, fid = %wire.fid, action = %other,
+                                    value = wire.action, "unknown action from Lustre; reported EINVAL");
+                                out.reports.push(LustreReport {
+                                    item: wire,
+                                    errval: libc_errno::EINVAL,
+                                });
+                            }
                         }
                     }
                 }
                 self.d.sched.pass(now);
-                self.apply(None)?;
-                self.report(bad);
-                let _ = ack.send(());
+                out.acks.push(ack);
             }
             DriverCmd::Ehlo { peer, ehlo, reply } => {
                 let r = self.ehlo(peer, ehlo, now);
-                self.apply(Some((reply, r)))?;
+                out.replies.push((reply, r));
             }
             DriverCmd::Recv { agent, recv, reply } => {
                 let token = self.next_token;
@@ -285,26 +332,19 @@ impl Driver {
                 if let Err(e) = self.d.sched.recv(&agent, token, spec, now)
                     && let Some((_, tx)) = self.pending.remove(&token)
                 {
-                    let _ = tx.send(err(e.errno(), e.to_string()));
+                    out.replies.push((tx, err(e.errno(), e.to_string())));
                 }
-                self.apply(None)?;
             }
             DriverCmd::Disconnect { agent } => {
                 self.pending.retain(|_, (a, _)| *a != agent);
                 self.d.sched.disconnect(&agent, now);
-                self.apply(None)?;
             }
             DriverCmd::Request { req, reply } => {
-                let shutdown = matches!(req, Request::Shutdown);
+                out.shutdown |= matches!(req, Request::Shutdown);
                 let r = self.request(req, now);
-                self.apply(Some((reply, r)))?;
-                if shutdown {
-                    tracing::info!("shutdown requested by a client");
-                    let _ = self.d.shutdown.send(true);
-                }
+                out.replies.push((reply, r));
             }
         }
-        Ok(())
     }
 
     fn ehlo(&mut self, peer: String, ehlo: Ehlo, now: u64) -> Reply {

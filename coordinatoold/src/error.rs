@@ -130,6 +130,7 @@ mod tests {
             DaemonError::Store(sled_err()),
             DaemonError::Store(StoreError::Corrupt {
                 path: "/s".into(),
+                what: "WAL entry",
                 key: "00".into(),
                 reason: "x".into(),
             }),

@@ -1,9 +1,10 @@
 //! The Lustre side, on one dedicated OS thread.
 //!
 //! The thread registers as the copytool of the mount (non-blocking receive
-//! pipe), then loops: receive a HAL, decode it, hand it to the driver and wait
-//! until the driver has persisted it (back-pressure: the next HAL is read only
-//! then). While nothing is pending it blocks in `poll()` on the copytool's
+//! pipe), then loops: receive the HALs Lustre has queued (up to
+//! [`MAX_HALS_PER_HANDOFF`]), decode them, hand them to the driver and wait
+//! until the driver has persisted them (back-pressure: Lustre is read again
+//! only then; the store is flushed once per hand-off). While nothing is pending it blocks in `poll()` on the copytool's
 //! fd for at most [`IDLE_WAIT`] and receives as soon as it is readable; between
 //! polls it drains its command channel, so reports to Lustre
 //! (`action_begin(is_error)` + `action_end(errval)`) are made promptly from
@@ -37,6 +38,11 @@ const REREGISTER_EVERY: Duration = Duration::from_secs(1);
 const ESHUTDOWN: i32 = 108;
 /// `EPIPE`.
 const EPIPE: i32 = 32;
+/// HALs read from Lustre and handed to the driver together, at most.
+const MAX_HALS_PER_HANDOFF: usize = 256;
+/// Bytes of HAL handed to the driver together, at most (a HAL is small:
+/// the MDT's messages are at most a few KiB).
+const MAX_HANDOFF_BYTES: usize = 1 << 20;
 /// Reports kept while unregistered, at most.
 const MAX_DEFERRED_REPORTS: usize = 1 << 20;
 
@@ -129,6 +135,7 @@ impl Kernel {
             driver,
             deferred: Vec::new(),
             register_failures: 0,
+            held_error: None,
         };
         let thread = std::thread::Builder::new()
             .name("lustre".into())
@@ -158,6 +165,9 @@ struct Thread {
     deferred: Vec<LustreReport>,
     /// Failed registration attempts since the session ended.
     register_failures: u64,
+    /// An error from a receive that followed successful ones, dealt with
+    /// once those are handed off.
+    held_error: Option<std::io::Error>,
 }
 
 enum Flow {
@@ -178,9 +188,31 @@ impl Thread {
                 self.reregister();
                 continue;
             };
-            match ct.recv_shared() {
+            let first = match self.held_error.take() {
+                Some(e) => Err(e),
+                None => ct.recv_shared(),
+            };
+            match first {
                 Ok(bytes) => {
-                    if let Flow::Stop = self.handle_hal(&bytes) {
+                    // Read what else Lustre has queued: one hand-off (and
+                    // one store flush) for all of it.
+                    let mut total = bytes.len();
+                    let mut batch = vec![bytes];
+                    while batch.len() < MAX_HALS_PER_HANDOFF && total < MAX_HANDOFF_BYTES {
+                        match ct.recv_shared() {
+                            Ok(b) => {
+                                total += b.len();
+                                batch.push(b);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                // Dealt with once these HALs are persisted.
+                                self.held_error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if let Flow::Stop = self.handle_hals(&batch) {
                         break;
                     }
                 }
@@ -305,33 +337,42 @@ impl Thread {
         }
     }
 
-    fn handle_hal(&mut self, bytes: &[u8]) -> Flow {
-        let hal = match ActionList::decode(bytes) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!(error = %e, len = bytes.len(), "undecodable HAL from Lustre dropped");
-                return Flow::Go;
+    /// Decodes HALs read in one go and hands them to the driver; returns
+    /// once they are persisted.
+    fn handle_hals(&mut self, batch: &[Vec<u8>]) -> Flow {
+        let mut hals = Vec::with_capacity(batch.len());
+        for bytes in batch {
+            let hal = match ActionList::decode(bytes) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, len = bytes.len(), "undecodable HAL from Lustre dropped");
+                    continue;
+                }
+            };
+            if hal.fsname != self.fsname {
+                tracing::error!(hal_fsname = %hal.fsname, fsname = %self.fsname,
+                    "HAL for another filesystem; accepted anyway");
             }
-        };
-        if hal.fsname != self.fsname {
-            tracing::error!(hal_fsname = %hal.fsname, fsname = %self.fsname,
-                "HAL for another filesystem; accepted anyway");
+            tracing::debug!(
+                items = hal.items.len(),
+                archive_id = hal.archive_id,
+                flags = hal.flags,
+                "HAL received"
+            );
+            hals.push(hal);
         }
-        tracing::debug!(
-            items = hal.items.len(),
-            archive_id = hal.archive_id,
-            flags = hal.flags,
-            "HAL received"
-        );
+        if hals.is_empty() {
+            return Flow::Go;
+        }
         let (ack, done) = oneshot::channel();
         if self
             .driver
-            .blocking_send(DriverCmd::Hal { hal, ack })
+            .blocking_send(DriverCmd::Hal { hals, ack })
             .is_err()
         {
             return Flow::Stop;
         }
-        // Back-pressure: the next HAL is read once this one is persisted.
+        // Back-pressure: Lustre is read again once these are persisted.
         match done.blocking_recv() {
             Ok(()) => Flow::Go,
             Err(_) => Flow::Stop,

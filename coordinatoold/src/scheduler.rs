@@ -746,6 +746,11 @@ impl Scheduler {
         self.effects.wrote |= wrote;
     }
 
+    /// The keys of every request held (store checkpoints).
+    pub fn keys(&self) -> Vec<ReqKey> {
+        self.requests.values().map(|e| e.key).collect()
+    }
+
     /// The record of a request (rebuilt from its compact entry).
     pub fn record(&self, key: &ReqKey) -> Option<Record> {
         self.requests.get(key).map(|e| Record {
