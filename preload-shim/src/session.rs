@@ -219,6 +219,11 @@ impl Tracker {
         !self.unsent.is_empty()
     }
 
+    /// How many completions are not yet sent.
+    pub fn unsent_len(&self) -> usize {
+        self.unsent.len()
+    }
+
     /// Records that these completions went out as request `id`.
     pub fn mark_inflight(&mut self, dones: &[Done], id: u64) {
         for d in dones {
@@ -650,6 +655,9 @@ fn block_signals() {
     }
 }
 
+/// Unsent completions that go out even while a batch is in flight.
+const DONE_BATCH_EAGER: usize = 1024;
+
 struct Worker {
     shared: Arc<Shared>,
     tracker: Tracker,
@@ -824,7 +832,12 @@ impl Worker {
         loop {
             self.drain();
             let outstanding_before = recv_out.is_some() || self.tracker.has_inflight();
-            if self.tracker.has_unsent() {
+            // One completion batch in flight at a time (more once many are
+            // waiting): completions that end while it is answered go out
+            // together in the next one, not one request each.
+            if self.tracker.has_unsent()
+                && (!self.tracker.has_inflight() || self.tracker.unsent_len() >= DONE_BATCH_EAGER)
+            {
                 let unsent = self.tracker.unsent();
                 let id = conn.next_id();
                 self.tracker.mark_inflight(&unsent, id);
