@@ -98,6 +98,9 @@ pub struct Cli {
     /// UNSAFE, benchmarks only: never flush the store (a crash loses requests).
     #[arg(long, hide = true)]
     pub no_flush: bool,
+    /// Tests only: WAL bytes that start a store checkpoint (default 64 MiB).
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub checkpoint_min_wal: Option<u64>,
     /// The Lustre mount point.
     pub mountpoint: PathBuf,
 }
@@ -133,6 +136,8 @@ pub struct Config {
     pub config_path: Option<PathBuf>,
     /// Benchmark-only: no flushes.
     pub no_flush: bool,
+    /// Tests only: WAL bytes that start a store checkpoint.
+    pub checkpoint_min_wal: Option<u64>,
     /// Warnings to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -281,6 +286,7 @@ pub fn resolve(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         mountpoint: cli.mountpoint.clone(),
         config_path: file.path.clone(),
         no_flush: cli.no_flush,
+        checkpoint_min_wal: cli.checkpoint_min_wal,
         warnings: Vec::new(),
     };
     let mut state_dir = None;

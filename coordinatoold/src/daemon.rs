@@ -73,6 +73,9 @@ pub async fn run(cfg: Config, shutdown_tx: watch::Sender<bool>) -> Result<(), Da
     let _lock = lock_state_dir(&cfg)?;
     let started = std::time::Instant::now();
     let (store, report) = Store::open(&cfg.state_dir, cfg.no_flush)?;
+    if let Some(b) = cfg.checkpoint_min_wal {
+        store.set_checkpoint_min_wal(b);
+    }
     if !report.applied.is_empty() {
         tracing::info!(from = report.from, to = report.to, steps = ?report.applied, "state store migrated");
     }

@@ -81,3 +81,40 @@ fn sigterm_stops_cleanly_and_the_store_survives() {
     a.work(3);
     sim.wait_active_requests_empty(&d);
 }
+
+#[test]
+fn store_checkpoints_while_working_and_a_sigkill_replays_the_queue() {
+    let sim = Sim::start();
+    // A tiny threshold: the store takes a new checkpoint every few steps.
+    let args = ["--client-grace", "60000", "--checkpoint-min-wal", "2048"];
+    let mut d = sim.daemon(&args);
+    // Under the sim's default max_requests (100): the MDT hands all out.
+    let files = sim.files("c", 90);
+    sim.lfs(&["hsm_archive", "--archive", "1"], &files);
+    d.wait_status("90 waiting", |s| waiting(s, "ARCHIVE") == 90);
+    let mut a = Agent::connect(&sim, &d, "mover1", vec![]).unwrap();
+    let first = a.recv(Some(40), 2000);
+    assert_eq!(first.len(), 40);
+    for it in &first {
+        a.complete(it);
+    }
+    // This assignment is flushed before the reply, with the deletions of
+    // the 40 done before it.
+    let held = a.recv(Some(5), 2000);
+    assert_eq!(held.len(), 5);
+    d.wait_logged("checkpoint in force");
+    d.kill9();
+    drop(a.client);
+
+    let d = sim.daemon(&args);
+    let s = d.status();
+    assert_eq!(waiting(&s, "ARCHIVE"), 45, "{s:#?}");
+    assert_eq!(running(&s, "ARCHIVE"), 5, "{s:#?}");
+    assert!(!d.logged("corrupt"), "{}", d.guard.dump());
+    // Another mover drains the rest; the 5 stay held for mover1.
+    let mut b = Agent::connect(&sim, &d, "mover2", vec![]).unwrap();
+    b.work(45);
+    let s = d.wait_status("45 more done", |s| done(s, "ARCHIVE") == 45);
+    assert_eq!(waiting(&s, "ARCHIVE"), 0, "{s:#?}");
+    assert_eq!(running(&s, "ARCHIVE"), 5, "{s:#?}");
+}
