@@ -93,7 +93,7 @@ pub async fn run(cfg: Config, shutdown_tx: watch::Sender<bool>) -> Result<(), Da
         archive_ids: cfg.archive_ids.clone(),
         waiting_expiry_ms: SchedConfig::expiry_for_mdt_timeout(cfg.mdt_request_timeout_s),
     });
-    let n = tokio::task::block_in_place(|| replay(&store, &mut sched, now_ms()))?;
+    let n = crate::blocking(|| replay(&store, &mut sched, now_ms()))?;
     let now = now_ms();
     let w = sched.waiting_counts();
     let r = sched.running_counts();
@@ -160,7 +160,7 @@ pub async fn run(cfg: Config, shutdown_tx: watch::Sender<bool>) -> Result<(), Da
     let res = driver
         .await
         .map_err(|e| DaemonError::Runtime(format!("driver task failed: {e}")))?;
-    tokio::task::block_in_place(|| kernel.stop());
+    crate::blocking(|| kernel.stop());
     res.map_err(DaemonError::Store)?;
     tracing::info!("stopped");
     Ok(())

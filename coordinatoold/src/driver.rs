@@ -202,7 +202,7 @@ impl Driver {
             }
         }
         let _ = self.d.shutdown.send(true);
-        let flushed = tokio::task::block_in_place(|| self.d.store.flush_final());
+        let flushed = crate::blocking(|| self.d.store.flush_final());
         res.and(flushed)
     }
 
@@ -230,7 +230,7 @@ impl Driver {
         if !eff.dirty.is_empty() {
             let sched = &self.d.sched;
             let store = &self.d.store;
-            tokio::task::block_in_place(|| {
+            crate::blocking(|| {
                 store.apply(eff.dirty.iter().map(|k| (*k, sched.record(k))), eff.wrote)
             })?;
         }
@@ -255,9 +255,7 @@ impl Driver {
         }
         let sched = &self.d.sched;
         let store = &self.d.store;
-        tokio::task::block_in_place(|| {
-            store.maintain(|| sched.keys(), |k| sched.record(k), CHECKPOINT_SLICE)
-        })?;
+        crate::blocking(|| store.maintain(|| sched.keys(), |k| sched.record(k), CHECKPOINT_SLICE))?;
         Ok(())
     }
 

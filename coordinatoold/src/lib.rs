@@ -23,3 +23,15 @@ pub mod notify;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+
+/// Runs blocking work (store writes and flushes, replay, joining the kernel
+/// thread) from async code: through `block_in_place` on a multi-threaded
+/// runtime (the other tasks move to another worker), directly on a
+/// current-thread runtime (the daemon's: the work is what that thread has to
+/// do next anyway, and commands queue meanwhile to be handled as one group).
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

@@ -47,8 +47,7 @@ fn main() -> ExitCode {
     tracing::info!(config = ?cfg.config_path, host = %cfg.host, port = cfg.port, archives = ?cfg.archive_ids,
         grace_ms = cfg.client_grace_ms, mdt_request_timeout_s = cfg.mdt_request_timeout_s, state_dir = %cfg.state_dir.display(), order = ?cfg.action_order,
         "starting coordinatoold {}", env!("CARGO_PKG_VERSION"));
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

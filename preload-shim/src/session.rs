@@ -658,6 +658,9 @@ fn block_signals() {
 /// Unsent completions that go out even while a batch is in flight.
 const DONE_BATCH_EAGER: usize = 1024;
 
+/// How long completions may wait in the pipe while a batch is in flight.
+const COMPLETION_HOLD: Duration = Duration::from_millis(2);
+
 struct Worker {
     shared: Arc<Shared>,
     tracker: Tracker,
@@ -880,15 +883,23 @@ impl Worker {
                     secs: answer_limit.as_secs(),
                 });
             }
-            let wait = if stopping {
-                Duration::from_millis(50)
+            // While a completion batch is in flight its answer comes within
+            // a round trip: the completions that end meanwhile stay in the
+            // pipe and are read together then (or after COMPLETION_HOLD),
+            // instead of waking this thread once each.
+            let hold = !stopping && self.tracker.has_inflight();
+            let (wait, comp_fd) = if stopping {
+                (Duration::from_millis(50), self.shared.comp_r.as_raw_fd())
+            } else if hold {
+                (COMPLETION_HOLD, -1)
             } else {
-                Duration::from_secs(1)
+                (Duration::from_secs(1), self.shared.comp_r.as_raw_fd())
             };
-            let [sock, _] = sys::poll_readable([conn.fd(), self.shared.comp_r.as_raw_fd()], wait)
-                .map_err(|source| ShimError::Sys {
-                call: "poll",
-                source,
+            let [sock, _] = sys::poll_readable([conn.fd(), comp_fd], wait).map_err(|source| {
+                ShimError::Sys {
+                    call: "poll",
+                    source,
+                }
             })?;
             if sock {
                 conn.fill()?;

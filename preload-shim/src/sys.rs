@@ -33,8 +33,16 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
     let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     // SAFETY: as above.
     let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    // Room for many completions while the worker reads them in batches; best
+    // effort (the default 64 KiB still works, and the system may cap it).
+    // SAFETY: F_SETPIPE_SZ on a pipe fd we own, with an int argument.
+    let _ = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
     Ok((r, w))
 }
+
+/// Size asked for the completion pipe (at most the unprivileged default
+/// limit, `/proc/sys/fs/pipe-max-size` = 1 MiB).
+const PIPE_BYTES: libc::c_int = 1 << 20;
 
 /// Adds `n` to an eventfd counter.
 pub fn eventfd_add(fd: &OwnedFd, n: u64) -> io::Result<()> {

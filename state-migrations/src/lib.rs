@@ -540,8 +540,21 @@ fn m0002_journal(db: &sled::Db) -> Result<(), MigrationError> {
 mod tests {
     use super::*;
 
+    /// Opens the db, retrying while the lock is still held by the flusher
+    /// thread of a db just dropped (it lets go within its flush period).
     fn open(dir: &std::path::Path) -> sled::Db {
-        sled::Config::new().path(dir).open().unwrap()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match sled::Config::new().path(dir).open() {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r.unwrap(),
+            }
+        }
     }
 
     fn set_version(db: &sled::Db, v: u32) {
