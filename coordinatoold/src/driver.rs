@@ -401,16 +401,18 @@ impl Driver {
                 Reply::Ok(Response::Done)
             }
             Request::DoneBatch(v) => {
-                for d in v {
-                    sched.done(
-                        ReqKey {
-                            cookie: d.cookie,
-                            dfid: d.dfid,
-                        },
-                        d.status,
-                        now,
-                    );
-                }
+                sched.done_many(
+                    v.into_iter().map(|d| {
+                        (
+                            ReqKey {
+                                cookie: d.cookie,
+                                dfid: d.dfid,
+                            },
+                            d.status,
+                        )
+                    }),
+                    now,
+                );
                 Reply::Ok(Response::Done)
             }
             Request::Queue(q) => {

@@ -4,6 +4,7 @@
 //! - [`config`]: settings in layers (defaults < file < `COORDINATOOL_<KEY>` < CLI).
 //! - [`store`]: the sled store of every request not yet done.
 //! - [`scheduler`]: the pure scheduler (no I/O, time passed in).
+//! - [`fasthash`]: the hasher of the scheduler's hot maps.
 //! - [`kernel`]: the Lustre side, on one dedicated OS thread.
 //! - [`driver`]: the single task owning the scheduler and the store.
 //! - [`server`]: TCP accept and one task per connection.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod driver;
 pub mod error;
+pub mod fasthash;
 pub mod kernel;
 pub mod notify;
 pub mod scheduler;

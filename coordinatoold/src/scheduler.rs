@@ -41,6 +41,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::num::{NonZeroU32, NonZeroU64};
 
+use crate::fasthash::{FastMap, FastSet};
 use coordinatool_protocol::{
     ActionCounts, AgentInfo, Batch, QueueItem, RequestInfo, RequestState, WireFid, WireItem,
 };
@@ -349,7 +350,7 @@ struct Agent {
     connected: bool,
     peer: Option<String>,
     archive_ids: Vec<u32>,
-    running: HashSet<ReqKey>,
+    running: FastSet<ReqKey>,
     running_counts: [u64; 3],
     done_counts: [u64; 3],
     limits: [Option<u32>; 3],
@@ -371,7 +372,7 @@ impl Agent {
             connected,
             peer: None,
             archive_ids: Vec::new(),
-            running: HashSet::new(),
+            running: FastSet::default(),
             running_counts: [0; 3],
             done_counts: [0; 3],
             limits: [None; 3],
@@ -511,7 +512,7 @@ impl Entry {
 #[derive(Debug, Default)]
 struct Requests {
     slab: Vec<Entry>,
-    by_cookie: HashMap<u64, u32>,
+    by_cookie: FastMap<u64, u32>,
     clash: BTreeMap<ReqKey, u32>,
 }
 
@@ -698,7 +699,7 @@ pub struct Scheduler {
     serve_clock: u64,
     locked: bool,
     effects: Effects,
-    dirty_set: HashSet<ReqKey>,
+    dirty_set: FastSet<ReqKey>,
     /// (deadline, wait seq, cookie) of waiting requests, when expiry is on.
     /// An entry is live only if the request still waits with that seq.
     expiry: BinaryHeap<Reverse<(u64, u64, u64)>>,
@@ -722,7 +723,7 @@ impl Scheduler {
             serve_clock: 0,
             locked: false,
             effects: Effects::default(),
-            dirty_set: HashSet::new(),
+            dirty_set: FastSet::default(),
             expiry: BinaryHeap::new(),
         }
     }
@@ -1084,6 +1085,27 @@ impl Scheduler {
     /// A `done` from any connection. Unknown keys are accepted (double ack).
     /// Returns whether the request was known.
     pub fn done(&mut self, key: ReqKey, status: i32, now: u64) -> bool {
+        let known = self.done_one(key, status);
+        if known {
+            self.pass(now);
+        }
+        known
+    }
+
+    /// Several `done`s (a `DoneBatch`), with one dispatch pass at the end
+    /// instead of one per request. Returns how many were known.
+    pub fn done_many(&mut self, dones: impl IntoIterator<Item = (ReqKey, i32)>, now: u64) -> usize {
+        let known = dones
+            .into_iter()
+            .filter(|&(key, status)| self.done_one(key, status))
+            .count();
+        if known > 0 {
+            self.pass(now);
+        }
+        known
+    }
+
+    fn done_one(&mut self, key: ReqKey, status: i32) -> bool {
         let Some(e) = self.remove(&key) else {
             tracing::debug!(cookie = key.cookie, dfid = %key.dfid, "done for an unknown request (double ack?)");
             return false;
@@ -1105,7 +1127,6 @@ impl Scheduler {
         }
         tracing::debug!(cookie = key.cookie, fid = %e.fid, action = e.kind.name(),
             archive_id = e.archive_id, agent = ?e.agent.map(|a| self.names.get(a)), status, "request done");
-        self.pass(now);
         true
     }
 
@@ -2293,10 +2314,11 @@ mod tests {
         s.recv("a", 2, spec(), T0 + 100).unwrap();
         assert_eq!(oids(&s.take_effects().deliveries[0]), vec![2]);
         assert!(s.done(ReqKey::of(&item(A, 2)), 0, T0));
-        // Dones bring the counters back to exactly zero.
-        for k in [item(A, 1), item(R, 3), item(X, 7)] {
-            assert!(s.done(ReqKey::of(&k), 0, T0));
-        }
+        // A batch of dones (one unknown key among them) brings the counters
+        // back to exactly zero.
+        let batch = [item(A, 1), item(A, 99), item(R, 3), item(X, 7)];
+        let known = s.done_many(batch.iter().map(|k| (ReqKey::of(k), 0)), T0);
+        assert_eq!(known, 3);
         assert_eq!(s.running_counts(), [0, 0, 0]);
         assert_eq!(s.agent_infos(T0)[0].done, [2, 1, 1]);
         // A second done is a harmless double ack.

@@ -22,9 +22,14 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Conn {
     stream: TcpStream,
     fb: FrameBuffer,
+    /// Read buffer, allocated (and zeroed) once rather than per read.
+    rbuf: Box<[u8]>,
     next_id: u64,
     addr: String,
 }
+
+/// Bytes read from the socket at most per [`Conn::fill`].
+const READ_CHUNK: usize = 64 * 1024;
 
 impl Conn {
     /// Connects (no handshake yet).
@@ -40,6 +45,7 @@ impl Conn {
         Ok(Conn {
             stream,
             fb: FrameBuffer::new(),
+            rbuf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             next_id: 1,
             addr,
         })
@@ -79,13 +85,12 @@ impl Conn {
     /// Reads what is available (call after `poll` said readable). A closed
     /// connection is an error.
     pub fn fill(&mut self) -> Result<(), ShimError> {
-        let mut buf = [0u8; 64 * 1024];
-        match self.stream.read(&mut buf) {
+        match self.stream.read(&mut self.rbuf) {
             Ok(0) => Err(ShimError::Closed {
                 addr: self.addr.clone(),
             }),
             Ok(n) => {
-                self.fb.push(&buf[..n]);
+                self.fb.push(&self.rbuf[..n]);
                 Ok(())
             }
             Err(e)

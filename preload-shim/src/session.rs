@@ -60,7 +60,6 @@ impl Key {
 /// Size of one completion record.
 pub const RECORD_LEN: usize = 32;
 const REC_DONE: u32 = 1;
-const REC_WAKE: u32 = 2;
 
 fn encode_record(kind: u32, key: Key, status: i32) -> [u8; RECORD_LEN] {
     let mut r = [0u8; RECORD_LEN];
@@ -347,6 +346,7 @@ pub struct Shared {
     stop: AtomicBool,
     ready: Mutex<VecDeque<ReadyHal>>,
     ready_fd: OwnedFd,
+    wake_fd: OwnedFd,
     comp_r: OwnedFd,
     comp_w: OwnedFd,
     pid: u32,
@@ -393,8 +393,8 @@ impl Shared {
         self.ready_fd.as_raw_fd()
     }
 
-    fn post(&self, kind: u32, key: Key, status: i32) -> bool {
-        let rec = encode_record(kind, key, status);
+    fn post(&self, key: Key, status: i32) -> bool {
+        let rec = encode_record(REC_DONE, key, status);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match sys::write_some(self.comp_w.as_raw_fd(), &rec) {
@@ -404,10 +404,6 @@ impl Shared {
                     return false;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if kind == REC_WAKE {
-                        // The worker has plenty to read already: it is awake.
-                        return true;
-                    }
                     if self.stopping() || Instant::now() >= deadline {
                         log_error!(
                             "completion of cookie {:#x} fid {} dropped: the completion pipe stayed full",
@@ -434,20 +430,14 @@ impl Shared {
             key.cookie,
             key.dfid
         );
-        self.post(REC_DONE, key, status)
+        self.post(key, status)
     }
 
-    /// Wakes the worker.
+    /// Wakes the worker (its own eventfd, apart from the completion pipe it
+    /// does not watch while completions linger). Async-signal-safe.
     pub fn wake(&self) {
-        let key = Key {
-            cookie: 0,
-            dfid: WireFid {
-                seq: 0,
-                oid: 0,
-                ver: 0,
-            },
-        };
-        self.post(REC_WAKE, key, 0);
+        // EAGAIN means the counter is already huge: the worker is woken anyway.
+        let _ = sys::eventfd_add(&self.wake_fd, 1);
     }
 
     /// Takes the ready HAL: waits for one unless `nonblock` (then
@@ -528,12 +518,14 @@ impl Session {
     /// Creates the fds and starts the worker, which connects in the background.
     pub fn start(cfg: SessionConfig) -> Result<Session, ShimError> {
         let ready_fd = sys::eventfd()?;
+        let wake_fd = sys::eventfd()?;
         let (comp_r, comp_w) = sys::pipe()?;
         let shared = Arc::new(Shared {
             cfg,
             stop: AtomicBool::new(false),
             ready: Mutex::new(VecDeque::new()),
             ready_fd,
+            wake_fd,
             comp_r,
             comp_w,
             pid: sys::pid(),
@@ -661,6 +653,34 @@ const DONE_BATCH_EAGER: usize = 1024;
 /// How long completions may wait in the pipe while a batch is in flight.
 const COMPLETION_HOLD: Duration = Duration::from_millis(2);
 
+/// How long the first unsent completion may wait for others before a batch
+/// goes out (unless a recv, a stop or [`DONE_BATCH_EAGER`] sends it sooner).
+/// The copytool has already reported the end to Lustre; this only delays the
+/// daemon's bookkeeping, and turns one message per few items into one per
+/// many (about a quarter of the shim's and the daemon's CPU per item went to
+/// those messages, see docs/performance.md).
+pub const DONE_LINGER: Duration = Duration::from_millis(5);
+
+/// Whether the unsent completions (`unsent` of them, the oldest waiting for
+/// `waited`) go out now. Completions go out in batches: one batch in flight
+/// at a time (a second one once [`DONE_BATCH_EAGER`] wait), and a batch waits
+/// up to [`DONE_LINGER`] for more completions, unless `now_anyway` (a recv
+/// goes out now, or the session stops).
+fn send_dones_now(
+    unsent: usize,
+    inflight: bool,
+    waited: Option<Duration>,
+    now_anyway: bool,
+) -> bool {
+    if unsent == 0 {
+        return false;
+    }
+    if unsent >= DONE_BATCH_EAGER {
+        return true;
+    }
+    !inflight && (now_anyway || waited.is_some_and(|w| w >= DONE_LINGER))
+}
+
 struct Worker {
     shared: Arc<Shared>,
     tracker: Tracker,
@@ -745,7 +765,14 @@ impl Worker {
             if self.shared.stopping() || now >= deadline {
                 return;
             }
-            let _ = sys::poll_readable([self.shared.comp_r.as_raw_fd()], deadline - now);
+            let _ = sys::poll_readable(
+                [
+                    self.shared.comp_r.as_raw_fd(),
+                    self.shared.wake_fd.as_raw_fd(),
+                ],
+                deadline - now,
+            );
+            sys::eventfd_clear(&self.shared.wake_fd);
         }
     }
 
@@ -832,18 +859,28 @@ impl Worker {
         let mut recv_out: Option<u64> = None;
         let mut last_rx = Instant::now();
         let mut stop_deadline: Option<Instant> = None;
+        // When the oldest unsent completion was first seen.
+        let mut unsent_since: Option<Instant> = None;
         loop {
             self.drain();
+            if !self.tracker.has_unsent() {
+                unsent_since = None;
+            } else if unsent_since.is_none() {
+                unsent_since = Some(Instant::now());
+            }
             let outstanding_before = recv_out.is_some() || self.tracker.has_inflight();
-            // One completion batch in flight at a time (more once many are
-            // waiting): completions that end while it is answered go out
-            // together in the next one, not one request each.
-            if self.tracker.has_unsent()
-                && (!self.tracker.has_inflight() || self.tracker.unsent_len() >= DONE_BATCH_EAGER)
-            {
+            let stopping = self.shared.stopping();
+            let want_recv = !stopping && recv_out.is_none() && self.shared.ready_is_empty();
+            if send_dones_now(
+                self.tracker.unsent_len(),
+                self.tracker.has_inflight(),
+                unsent_since.map(|t| t.elapsed()),
+                stopping || want_recv,
+            ) {
                 let unsent = self.tracker.unsent();
                 let id = conn.next_id();
                 self.tracker.mark_inflight(&unsent, id);
+                unsent_since = None;
                 let body = if unsent.len() == 1 {
                     Request::Done(unsent[0])
                 } else {
@@ -855,14 +892,13 @@ impl Worker {
                     last_rx = Instant::now();
                 }
             }
-            let stopping = self.shared.stopping();
             if stopping {
                 let dl =
                     *stop_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
                 if !self.tracker.has_inflight() || Instant::now() >= dl {
                     return Ok(());
                 }
-            } else if recv_out.is_none() && self.shared.ready_is_empty() {
+            } else if want_recv {
                 let cfg = &self.shared.cfg;
                 let id = conn.send(Request::Recv(Recv {
                     max_archive: cfg.max_archive,
@@ -883,24 +919,28 @@ impl Worker {
                     secs: answer_limit.as_secs(),
                 });
             }
-            // While a completion batch is in flight its answer comes within
-            // a round trip: the completions that end meanwhile stay in the
-            // pipe and are read together then (or after COMPLETION_HOLD),
+            // The completion pipe is watched only while nothing is unsent or
+            // in flight: the first completion starts the linger, and the
+            // ones that follow wait in the pipe (read at the next wake-up)
             // instead of waking this thread once each.
-            let hold = !stopping && self.tracker.has_inflight();
             let (wait, comp_fd) = if stopping {
                 (Duration::from_millis(50), self.shared.comp_r.as_raw_fd())
-            } else if hold {
+            } else if self.tracker.has_inflight() {
                 (COMPLETION_HOLD, -1)
+            } else if let Some(t) = unsent_since {
+                (DONE_LINGER.saturating_sub(t.elapsed()), -1)
             } else {
                 (Duration::from_secs(1), self.shared.comp_r.as_raw_fd())
             };
-            let [sock, _] = sys::poll_readable([conn.fd(), comp_fd], wait).map_err(|source| {
-                ShimError::Sys {
-                    call: "poll",
-                    source,
-                }
-            })?;
+            let [sock, woken, _] =
+                sys::poll_readable([conn.fd(), self.shared.wake_fd.as_raw_fd(), comp_fd], wait)
+                    .map_err(|source| ShimError::Sys {
+                        call: "poll",
+                        source,
+                    })?;
+            if woken {
+                sys::eventfd_clear(&self.shared.wake_fd);
+            }
             if sock {
                 conn.fill()?;
                 last_rx = Instant::now();
@@ -1039,6 +1079,24 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::item_data as item;
     use super::*;
+
+    #[test]
+    fn completions_linger_unless_a_recv_or_a_stop_sends_them() {
+        let ms = Duration::from_millis;
+        let linger = Some(DONE_LINGER);
+        // Nothing to send.
+        assert!(!send_dones_now(0, false, None, true));
+        // One completion just ended: it waits for company...
+        assert!(!send_dones_now(1, false, Some(ms(0)), false));
+        assert!(!send_dones_now(40, false, Some(DONE_LINGER - ms(1)), false));
+        // ...until the linger is over, or a recv or a stop goes out now.
+        assert!(send_dones_now(1, false, linger, false));
+        assert!(send_dones_now(1, false, Some(ms(0)), true));
+        // One batch in flight at a time, unless very many wait.
+        assert!(!send_dones_now(1, true, linger, true));
+        assert!(!send_dones_now(DONE_BATCH_EAGER - 1, true, linger, true));
+        assert!(send_dones_now(DONE_BATCH_EAGER, true, Some(ms(0)), false));
+    }
 
     #[test]
     fn record_round_trip() {

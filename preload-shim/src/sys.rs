@@ -108,6 +108,12 @@ pub fn send_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A `poll` timeout in milliseconds, rounded up: a wait of 0.4 ms must not
+/// become a busy `poll(0)`.
+fn poll_ms(timeout: Duration) -> libc::c_int {
+    timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+}
+
 /// Polls `fds` for readability; returns which are readable (or hung up /
 /// in error, which a following read reports). EINTR counts as a timeout.
 pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout: Duration) -> io::Result<[bool; N]> {
@@ -116,7 +122,7 @@ pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout: Duration) -> io::
         events: libc::POLLIN,
         revents: 0,
     });
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    let ms = poll_ms(timeout);
     // SAFETY: pfds is a valid array of N pollfd structs.
     let rc = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, ms) };
     if rc < 0 {
@@ -140,7 +146,7 @@ pub fn poll_readable_intr<const N: usize>(
         events: libc::POLLIN,
         revents: 0,
     });
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    let ms = poll_ms(timeout);
     // SAFETY: pfds is a valid array of N pollfd structs.
     let rc = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, ms) };
     if rc < 0 {
@@ -176,6 +182,15 @@ mod tests {
         eventfd_clear(&fd);
         assert_eq!(poll_readable([raw], Duration::ZERO).unwrap(), [false]);
         eventfd_clear(&fd);
+    }
+
+    #[test]
+    fn poll_timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(poll_ms(Duration::ZERO), 0);
+        assert_eq!(poll_ms(Duration::from_micros(1)), 1);
+        assert_eq!(poll_ms(Duration::from_micros(1999)), 2);
+        assert_eq!(poll_ms(Duration::from_millis(3)), 3);
+        assert_eq!(poll_ms(Duration::from_secs(u64::MAX)), i32::MAX);
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn c_copytool_polls_get_fd_and_receives_a_hal() {
     let (exe, lib) = build(tmp.path());
 
     let d = FakeDaemon::start();
-    let child = Command::new(&exe)
+    let mut child = Command::new(&exe)
         .arg(&mnt)
         .arg("2")
         .env("LD_PRELOAD", shim_path())
@@ -112,13 +112,38 @@ fn c_copytool_polls_get_fd_and_receives_a_hal() {
     };
     assert_eq!(recv.max_bytes, 8192);
 
+    // The copytool's lines, as they come: the batch is pushed only once its
+    // non-blocking recv has found nothing (on a loaded machine the recv can
+    // come after the shim's first Recv reached the daemon).
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + T;
+    while !seen.iter().any(|l| l == "get_fd_ok 1") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(e) => panic!("no \"get_fd_ok 1\" from the copytool ({e}); lines: {seen:?}"),
+        }
+    }
+
     let it = item(20, 4242, 5);
     d.push_batch(batch(2, vec![it.clone(), item(20, 4243, 6)]));
     d.wait_for("both dones", T, |e| {
         e.iter().filter(|x| matches!(x, Event::Done(..))).count() >= 2
     });
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    let stdout = seen.join("\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

@@ -153,6 +153,8 @@ fn reconnect_announces_running_and_resends_dones_exactly_once() {
         e.iter()
             .any(|x| matches!(x, Event::Done(_, dd) if dd.cookie == 1))
     });
+    // The shim has read the acknowledgement (b and c remain tracked).
+    wait_until("done a acknowledged", || shared.tracked() == 2);
 
     // The daemon goes away mid-work; b ends while the connection is down.
     d.kill_connections();
@@ -242,4 +244,35 @@ fn stop_wakes_a_blocked_recv_and_flushes_dones() {
     );
     assert!(matches!(shared.take(true), Err(ShimError::Shutdown)));
     let _ = sys::pid();
+}
+
+#[test]
+fn completions_that_end_together_go_out_together() {
+    let d = FakeDaemon::start();
+    let s = Session::start(cfg(d.port)).unwrap();
+    let shared = s.shared().clone();
+    let items: Vec<_> = (0..64u32)
+        .map(|i| item(20, 500 + u64::from(i), i + 1))
+        .collect();
+    d.push_batch(batch(2, items.clone()));
+    shared.take(false).unwrap();
+    for it in &items {
+        assert!(shared.post_done(key(it), 0));
+    }
+    let ev = d.wait_for("64 dones", T, |e| {
+        e.iter().filter(|x| matches!(x, Event::Done(..))).count() == 64
+    });
+    let sizes: Vec<usize> = ev
+        .iter()
+        .filter_map(|x| match x {
+            Event::DoneMessage(_, n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    // Posting 64 completions takes microseconds; they wait for each other
+    // (up to the linger) instead of going out one message each. A few
+    // messages at most even on a loaded machine.
+    assert!(sizes.len() <= 4, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 64);
+    wait_until("all acknowledged", || shared.tracked() == 0);
 }

@@ -23,6 +23,9 @@ pub enum Event {
     Recv(usize, Recv),
     /// One completion (from `done` or `done_batch`).
     Done(usize, Done),
+    /// After the `Done`s of one `done` or `done_batch` message: how many it
+    /// carried.
+    DoneMessage(usize, usize),
 }
 
 #[derive(Default)]
@@ -197,7 +200,11 @@ fn serve(
                     pending_recv = Some((id, Instant::now(), wait));
                 }
                 Request::Done(d) => {
-                    lock.lock().unwrap().events.push(Event::Done(conn, d));
+                    {
+                        let mut st = lock.lock().unwrap();
+                        st.events.push(Event::Done(conn, d));
+                        st.events.push(Event::DoneMessage(conn, 1));
+                    }
                     cv.notify_all();
                     if !send(&mut s, id, Reply::Ok(Response::Done)) {
                         return;
@@ -206,9 +213,11 @@ fn serve(
                 Request::DoneBatch(ds) => {
                     {
                         let mut st = lock.lock().unwrap();
+                        let n = ds.len();
                         for d in ds {
                             st.events.push(Event::Done(conn, d));
                         }
+                        st.events.push(Event::DoneMessage(conn, n));
                     }
                     cv.notify_all();
                     if !send(&mut s, id, Reply::Ok(Response::Done)) {
