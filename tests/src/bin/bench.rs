@@ -1381,11 +1381,13 @@ fn run_sched(waiting: u64) -> Result<SchedResult> {
         let mut items = 0u64;
         let mut waiting_min = u64::MAX;
         let mut idle = vec![true; agent_archives.len()];
+        // Fewer rounds for a small queue (a quick run), never below 100.
         let rounds = if limit.is_some_and(|l| l <= 16) {
             20_000
         } else {
             4_000
-        };
+        }
+        .min(usize::try_from(waiting / 5).unwrap_or(usize::MAX).max(100));
         let mut token = 0u64;
         for r in 0..rounds {
             let ai = r % agent_archives.len();
