@@ -346,6 +346,8 @@ pub struct Shared {
     stop: AtomicBool,
     ready: Mutex<VecDeque<ReadyHal>>,
     ready_fd: OwnedFd,
+    /// Blocking recvs wait here (a semaphore eventfd: a token per HAL).
+    wait_fd: OwnedFd,
     wake_fd: OwnedFd,
     comp_r: OwnedFd,
     comp_w: OwnedFd,
@@ -442,9 +444,10 @@ impl Shared {
 
     /// Takes the ready HAL: waits for one unless `nonblock` (then
     /// [`ShimError::Again`]); [`ShimError::Shutdown`] once stopping;
-    /// [`ShimError::Interrupted`] when a signal handler ran while waiting (as
-    /// the real library's blocking `read` without `SA_RESTART`), so copytools
-    /// that stop on a signal flag get back control.
+    /// [`ShimError::Interrupted`] when a signal handler installed without
+    /// `SA_RESTART` ran while waiting (a handler with `SA_RESTART` has the
+    /// wait go on), exactly as the real library's blocking `read`, so
+    /// copytools that stop on a signal flag get back control.
     pub fn take(&self, nonblock: bool) -> Result<ReadyHal, ShimError> {
         loop {
             {
@@ -465,17 +468,17 @@ impl Shared {
             if nonblock {
                 return Err(ShimError::Again);
             }
-            // Wait on the ready fd (the worker makes it readable when a HAL
-            // arrives, and on stop) in bounded slices: a stop flagged from a
-            // signal handler is noticed within one slice.
-            match sys::poll_readable_intr([self.ready_fd.as_raw_fd()], Duration::from_millis(500)) {
-                Ok(_) => {}
+            // One blocking read, as the real library's read of the Lustre
+            // pipe: the worker adds a token per HAL, and many on stop. A token
+            // left by a HAL another thread took only costs a turn of the loop.
+            match sys::eventfd_wait(&self.wait_fd) {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                     return Err(ShimError::Interrupted);
                 }
                 Err(source) => {
                     return Err(ShimError::Sys {
-                        call: "poll",
+                        call: "read",
                         source,
                     });
                 }
@@ -492,6 +495,9 @@ impl Shared {
             }
         }
         drop(q);
+        if let Err(e) = sys::eventfd_add(&self.wait_fd, 1) {
+            log_error!("cannot wake a waiting recv: {e}");
+        }
     }
 
     fn ready_is_empty(&self) -> bool {
@@ -507,6 +513,9 @@ impl Shared {
     }
 }
 
+/// Tokens added to the wait eventfd on stop: more than threads can wait.
+const STOP_TOKENS: u64 = 1 << 40;
+
 /// A started session: the shared state and the worker thread.
 #[derive(Debug)]
 pub struct Session {
@@ -518,6 +527,7 @@ impl Session {
     /// Creates the fds and starts the worker, which connects in the background.
     pub fn start(cfg: SessionConfig) -> Result<Session, ShimError> {
         let ready_fd = sys::eventfd()?;
+        let wait_fd = sys::eventfd_semaphore()?;
         let wake_fd = sys::eventfd()?;
         let (comp_r, comp_w) = sys::pipe()?;
         let shared = Arc::new(Shared {
@@ -525,6 +535,7 @@ impl Session {
             stop: AtomicBool::new(false),
             ready: Mutex::new(VecDeque::new()),
             ready_fd,
+            wait_fd,
             wake_fd,
             comp_r,
             comp_w,
@@ -590,8 +601,10 @@ impl Session {
     pub fn stop(&mut self, timeout: Duration) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake();
-        // Wake copytool threads blocked in recv (they then see the stop).
+        // Wake copytool threads blocked in recv or polling the ready fd
+        // (they then see the stop): a token for every possible waiter.
         let _ = sys::eventfd_add(&self.shared.ready_fd, 1);
+        let _ = sys::eventfd_add(&self.shared.wait_fd, STOP_TOKENS);
         let Some(worker) = self.worker.take() else {
             return;
         };

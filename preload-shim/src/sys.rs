@@ -21,6 +21,32 @@ pub fn eventfd() -> Result<OwnedFd, ShimError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A blocking, close-on-exec eventfd in semaphore mode, starting at 0: each
+/// [`eventfd_wait`] takes one from the counter, blocking while it is 0.
+pub fn eventfd_semaphore() -> Result<OwnedFd, ShimError> {
+    // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_SEMAPHORE) };
+    if fd < 0 {
+        return Err(ShimError::last_os("eventfd"));
+    }
+    // SAFETY: fd was just returned by eventfd and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Takes one from a blocking semaphore eventfd, waiting in one `read` as the
+/// real library waits for a HAL: a signal handler installed without
+/// `SA_RESTART` interrupts it (an `Interrupted` error); with `SA_RESTART`
+/// the kernel restarts the `read` by itself.
+pub fn eventfd_wait(fd: &OwnedFd) -> io::Result<()> {
+    let mut buf = [0u8; 8];
+    // SAFETY: buf is valid for writes of 8 bytes, the size an eventfd read needs.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A pipe, both ends non-blocking and close-on-exec: (read, write).
 pub fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
     let mut fds = [-1 as libc::c_int; 2];
@@ -135,26 +161,6 @@ pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout: Duration) -> io::
     Ok(pfds.map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0))
 }
 
-/// Like [`poll_readable`], but an interruption by a signal handler is
-/// reported as an `Interrupted` error.
-pub fn poll_readable_intr<const N: usize>(
-    fds: [RawFd; N],
-    timeout: Duration,
-) -> io::Result<[bool; N]> {
-    let mut pfds = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    let ms = poll_ms(timeout);
-    // SAFETY: pfds is a valid array of N pollfd structs.
-    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, ms) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(pfds.map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0))
-}
-
 /// Opens a directory read-only, close-on-exec, relative to `dirfd` when given.
 pub fn open_dir(at: Option<RawFd>, path: &std::ffi::CStr) -> io::Result<OwnedFd> {
     let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK;
@@ -191,6 +197,18 @@ mod tests {
         assert_eq!(poll_ms(Duration::from_micros(1999)), 2);
         assert_eq!(poll_ms(Duration::from_millis(3)), 3);
         assert_eq!(poll_ms(Duration::from_secs(u64::MAX)), i32::MAX);
+    }
+
+    #[test]
+    fn semaphore_eventfd_counts_wake_ups() {
+        let fd = eventfd_semaphore().unwrap();
+        eventfd_add(&fd, 2).unwrap();
+        eventfd_wait(&fd).unwrap();
+        eventfd_wait(&fd).unwrap();
+        assert_eq!(
+            poll_readable([fd.as_raw_fd()], Duration::ZERO).unwrap(),
+            [false]
+        );
     }
 
     #[test]

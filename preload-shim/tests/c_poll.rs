@@ -6,71 +6,8 @@
 
 mod common;
 
-use common::{Event, FakeDaemon, T, batch, item};
-use std::path::{Path, PathBuf};
+use common::{Event, FakeDaemon, Lines, T, batch, build_copytool, item, shim_path};
 use std::process::Command;
-
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let mut dir = exe.parent().unwrap().to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir
-}
-
-fn shim_path() -> PathBuf {
-    let dir = profile_dir();
-    for p in [
-        dir.join("libcoordinatool_preload.so"),
-        dir.join("deps/libcoordinatool_preload.so"),
-    ] {
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "libcoordinatool_preload.so not found under {}",
-        dir.display()
-    );
-}
-
-fn gcc(args: &[&std::ffi::OsStr]) {
-    let st = Command::new("gcc")
-        .args(["-Wall", "-Werror", "-O0"])
-        .args(args)
-        .status()
-        .expect("gcc must be installed");
-    assert!(st.success(), "gcc {args:?} failed");
-}
-
-/// Builds the stub "real" library (SONAME liblustreapi.so.1) in `lib/` and the
-/// copytool linked against it.
-fn build(tmp: &Path) -> (PathBuf, PathBuf) {
-    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
-    let lib = tmp.join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    let so = lib.join("liblustreapi.so.1");
-    gcc(&[
-        "-shared".as_ref(),
-        "-fPIC".as_ref(),
-        "-Wl,-soname,liblustreapi.so.1".as_ref(),
-        "-o".as_ref(),
-        so.as_os_str(),
-        c.join("stub_lustreapi.c").as_os_str(),
-    ]);
-    std::os::unix::fs::symlink("liblustreapi.so.1", lib.join("liblustreapi.so")).unwrap();
-    let exe = tmp.join("poll_copytool");
-    let ldir = format!("-L{}", lib.display());
-    gcc(&[
-        "-o".as_ref(),
-        exe.as_os_str(),
-        c.join("poll_copytool.c").as_os_str(),
-        ldir.as_ref(),
-        "-llustreapi".as_ref(),
-    ]);
-    (exe, lib)
-}
 
 #[test]
 fn c_copytool_polls_get_fd_and_receives_a_hal() {
@@ -79,7 +16,7 @@ fn c_copytool_polls_get_fd_and_receives_a_hal() {
     std::fs::create_dir_all(mnt.join(".lustre/fid")).unwrap();
     let conf = tmp.path().join("empty.conf");
     std::fs::write(&conf, "# test\nverbose debug\n").unwrap();
-    let (exe, lib) = build(tmp.path());
+    let (exe, lib) = build_copytool(tmp.path(), "poll_copytool");
 
     let d = FakeDaemon::start();
     let mut child = Command::new(&exe)
@@ -115,25 +52,8 @@ fn c_copytool_polls_get_fd_and_receives_a_hal() {
     // The copytool's lines, as they come: the batch is pushed only once its
     // non-blocking recv has found nothing (on a loaded machine the recv can
     // come after the shim's first Recv reached the daemon).
-    let (tx, lines) = std::sync::mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + T;
-    while !seen.iter().any(|l| l == "get_fd_ok 1") {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(l) => seen.push(l),
-            Err(e) => panic!("no \"get_fd_ok 1\" from the copytool ({e}); lines: {seen:?}"),
-        }
-    }
+    let mut lines = Lines::of(&mut child);
+    lines.wait_for("get_fd_ok 1");
 
     let it = item(20, 4242, 5);
     d.push_batch(batch(2, vec![it.clone(), item(20, 4243, 6)]));
@@ -141,9 +61,7 @@ fn c_copytool_polls_get_fd_and_receives_a_hal() {
         e.iter().filter(|x| matches!(x, Event::Done(..))).count() >= 2
     });
     let out = child.wait_with_output().unwrap();
-    reader.join().unwrap();
-    seen.extend(lines.try_iter());
-    let stdout = seen.join("\n");
+    let stdout = lines.rest();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

@@ -8,8 +8,10 @@ use coordinatool_protocol::{
     ResponseFrame, WireFid, WireItem,
 };
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -277,3 +279,119 @@ pub fn batch(archive_id: u32, items: Vec<WireItem>) -> Batch {
 }
 
 pub const T: Duration = Duration::from_secs(10);
+
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The built `libcoordinatool_preload.so`.
+pub fn shim_path() -> PathBuf {
+    let dir = profile_dir();
+    for p in [
+        dir.join("libcoordinatool_preload.so"),
+        dir.join("deps/libcoordinatool_preload.so"),
+    ] {
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "libcoordinatool_preload.so not found under {}",
+        dir.display()
+    );
+}
+
+fn gcc(args: &[&std::ffi::OsStr]) {
+    let st = Command::new("gcc")
+        .args(["-Wall", "-Werror", "-O0"])
+        .args(args)
+        .status()
+        .expect("gcc must be installed");
+    assert!(st.success(), "gcc {args:?} failed");
+}
+
+/// Builds the stub "real" library (SONAME liblustreapi.so.1) in `tmp/lib/`
+/// and the copytool `tests/c/<name>.c` linked against it, as `tmp/<name>`.
+/// Returns (the copytool, the library folder).
+pub fn build_copytool(tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+    let lib = tmp.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let so = lib.join("liblustreapi.so.1");
+    gcc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-Wl,-soname,liblustreapi.so.1".as_ref(),
+        "-o".as_ref(),
+        so.as_os_str(),
+        c.join("stub_lustreapi.c").as_os_str(),
+    ]);
+    std::os::unix::fs::symlink("liblustreapi.so.1", lib.join("liblustreapi.so")).unwrap();
+    let exe = tmp.join(name);
+    let ldir = format!("-L{}", lib.display());
+    gcc(&[
+        "-o".as_ref(),
+        exe.as_os_str(),
+        c.join(format!("{name}.c")).as_os_str(),
+        ldir.as_ref(),
+        "-llustreapi".as_ref(),
+    ]);
+    (exe, lib)
+}
+
+/// A child's stdout, line by line as it comes (read by a thread).
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    /// Every line received so far.
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn of(child: &mut Child) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout piped");
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            reader: Some(reader),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to [`T`] for a line equal to `line`.
+    pub fn wait_for(&mut self, line: &str) {
+        let deadline = Instant::now() + T;
+        while !self.seen.iter().any(|l| l == line) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(e) => panic!(
+                    "no {line:?} from the copytool ({e}); lines: {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Once the child has exited: every line, joined.
+    pub fn rest(mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        self.seen.extend(self.rx.try_iter());
+        self.seen.join("\n")
+    }
+}

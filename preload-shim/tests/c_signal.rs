@@ -1,0 +1,104 @@
+//! A C copytool blocked in `llapi_hsm_copytool_recv` under `LD_PRELOAD` gets
+//! a signal: as with the real library's blocking `read`, a handler installed
+//! without `SA_RESTART` makes the recv return `-EINTR`, and one installed
+//! with `SA_RESTART` leaves it waiting for work.
+
+mod common;
+
+use common::{Event, FakeDaemon, Lines, T, batch, build_copytool, item, shim_path};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+/// Starts `signal_copytool` under the shim, talking to `d`.
+fn start(d: &FakeDaemon, tmp: &std::path::Path, restart: bool) -> Child {
+    let mnt = tmp.join("testfs");
+    std::fs::create_dir_all(mnt.join(".lustre/fid")).unwrap();
+    let conf = tmp.join("empty.conf");
+    std::fs::write(&conf, "# test\n").unwrap();
+    let (exe, lib) = build_copytool(tmp, "signal_copytool");
+    Command::new(&exe)
+        .arg(&mnt)
+        .arg("2")
+        .arg(if restart { "restart" } else { "norestart" })
+        .env("LD_PRELOAD", shim_path())
+        .env("LD_LIBRARY_PATH", &lib)
+        .env("COORDINATOOL_CONF", &conf)
+        .env("COORDINATOOL_HOST", "127.0.0.1")
+        .env("COORDINATOOL_PORT", d.port.to_string())
+        .env("COORDINATOOL_CLIENT_ID", "signal-mover")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the child's main thread is blocked in `read` (the shim's
+/// wait for work), from `/proc/PID/syscall`.
+fn wait_blocked_in_read(child: &Child) {
+    let path = format!("/proc/{}/syscall", child.id());
+    let deadline = Instant::now() + T;
+    loop {
+        let s = std::fs::read_to_string(&path).unwrap_or_default();
+        if s.split_whitespace().next() == Some(&libc::SYS_read.to_string()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never blocked in read: {s:?}");
+        std::thread::yield_now();
+    }
+}
+
+fn signal(child: &Child) {
+    let st = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn finish(child: Child, lines: Lines) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stdout = lines.rest();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(stdout.lines().any(|l| l == "unregister 0"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn a_signal_without_sa_restart_interrupts_a_blocking_recv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = FakeDaemon::start();
+    let mut child = start(&d, tmp.path(), false);
+    let mut lines = Lines::of(&mut child);
+    lines.wait_for("waiting");
+    wait_blocked_in_read(&child);
+    signal(&child);
+    // -EINTR, after the handler ran once.
+    lines.wait_for("recv -4 1");
+    finish(child, lines);
+}
+
+#[test]
+fn a_signal_with_sa_restart_leaves_a_blocking_recv_waiting_for_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = FakeDaemon::start();
+    let mut child = start(&d, tmp.path(), true);
+    let mut lines = Lines::of(&mut child);
+    lines.wait_for("waiting");
+    wait_blocked_in_read(&child);
+    signal(&child);
+    lines.wait_for("signal");
+    // The read goes on; work then ends it.
+    wait_blocked_in_read(&child);
+    d.wait_for("the shim's recv", T, |e| {
+        e.iter().any(|x| matches!(x, Event::Recv(..)))
+    });
+    d.push_batch(batch(2, vec![item(20, 77, 7)]));
+    lines.wait_for("recv 0 1");
+    let stdout = finish(child, lines);
+    assert!(!stdout.contains("recv -4"), "{stdout}");
+}
