@@ -32,17 +32,27 @@ fn start(d: &FakeDaemon, tmp: &std::path::Path, restart: bool) -> Child {
         .unwrap()
 }
 
-/// Waits until the child's main thread is blocked in `read` (the shim's
-/// wait for work), from `/proc/PID/syscall`.
-fn wait_blocked_in_read(child: &Child) {
+/// Waits until the child's main thread is blocked waiting for work (in a
+/// `read`, or a `poll`), from `/proc/PID/syscall`.
+fn wait_blocked_in_recv(child: &Child) {
+    let mut waits = vec![libc::SYS_read, libc::SYS_ppoll];
+    #[cfg(target_arch = "x86_64")]
+    waits.push(libc::SYS_poll);
+    let waits: Vec<String> = waits.iter().map(|n| n.to_string()).collect();
     let path = format!("/proc/{}/syscall", child.id());
     let deadline = Instant::now() + T;
     loop {
         let s = std::fs::read_to_string(&path).unwrap_or_default();
-        if s.split_whitespace().next() == Some(&libc::SYS_read.to_string()) {
+        if s.split_whitespace()
+            .next()
+            .is_some_and(|n| waits.iter().any(|w| w == n))
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "never blocked in read: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never blocked waiting for work: {s:?}"
+        );
         std::thread::yield_now();
     }
 }
@@ -75,7 +85,7 @@ fn a_signal_without_sa_restart_interrupts_a_blocking_recv() {
     let mut child = start(&d, tmp.path(), false);
     let mut lines = Lines::of(&mut child);
     lines.wait_for("waiting");
-    wait_blocked_in_read(&child);
+    wait_blocked_in_recv(&child);
     signal(&child);
     // -EINTR, after the handler ran once.
     lines.wait_for("recv -4 1");
@@ -89,11 +99,11 @@ fn a_signal_with_sa_restart_leaves_a_blocking_recv_waiting_for_work() {
     let mut child = start(&d, tmp.path(), true);
     let mut lines = Lines::of(&mut child);
     lines.wait_for("waiting");
-    wait_blocked_in_read(&child);
+    wait_blocked_in_recv(&child);
     signal(&child);
     lines.wait_for("signal");
     // The read goes on; work then ends it.
-    wait_blocked_in_read(&child);
+    wait_blocked_in_recv(&child);
     d.wait_for("the shim's recv", T, |e| {
         e.iter().any(|x| matches!(x, Event::Recv(..)))
     });
