@@ -552,6 +552,18 @@ const FSNAME: &str = "bench";
 const FILES_PER_DIR: u64 = 1000;
 const FANOUT: &str = "8";
 
+/// CPU microseconds per item of a run's processes whose name starts with
+/// `name`, together.
+fn cpu_us(r: &RunResult, name: &str) -> f64 {
+    let s: f64 = r
+        .cpu
+        .iter()
+        .filter(|(n, _)| n.starts_with(name))
+        .map(|(_, s)| s)
+        .sum();
+    s * 1e6 / r.n as f64
+}
+
 fn lfs(art: &Artifacts, args: &[&str], cwd: Option<&Path>) -> Result<String> {
     let mut cmd = Command::new(&art.lfs);
     cmd.args(args);
@@ -1738,6 +1750,41 @@ fn run_sections(cli: &Cli, art: Option<&Artifacts>, base: &Path, rep: &mut Repor
             "",
             None,
             json!(pairs),
+        ));
+        // Where the CPU goes per item, from /proc/PID/stat of each process
+        // over the median runs: the 50k target needs at most 40 µs of the
+        // two cores per item.
+        let (bs_us, bm_us) = (cpu_us(&b, "lustre-simd"), cpu_us(&b, "lhsmtool-sim"));
+        let (cs_us, cd_us) = (cpu_us(&c, "lustre-simd"), cpu_us(&c, "coordinatoold"));
+        let ca_us = cpu_us(&c, "agent");
+        rep.rows.push(row(
+            "throughput",
+            "  CPU per item, baseline: sim + mover",
+            format!("{bs_us:.1} + {bm_us:.1} = {:.1} µs", bs_us + bm_us),
+            "",
+            None,
+            json!({"sim_us": bs_us, "mover_us": bm_us}),
+        ));
+        rep.rows.push(row(
+            "throughput",
+            "  CPU per item, coordinatool: sim + daemon + agents",
+            format!(
+                "{cs_us:.1} + {cd_us:.1} + {ca_us:.1} = {:.1} µs",
+                cs_us + cd_us + ca_us
+            ),
+            "",
+            None,
+            json!({"sim_us": cs_us, "daemon_us": cd_us, "agents_us": ca_us}),
+        ));
+        // Too short a run may not reach one clock tick of daemon CPU.
+        let daemon_rate = (cd_us > 0.0).then(|| 1e6 / cd_us);
+        rep.rows.push(row(
+            "throughput",
+            "  coordinatoold alone: 1 / its CPU per item",
+            daemon_rate.map_or_else(|| "n/a".to_string(), fmt_rate),
+            "",
+            None,
+            json!(daemon_rate),
         ));
         let light = format!("light load, {LIGHT_BATCH}/call closed loop");
         let full = format!("{n} at once");
