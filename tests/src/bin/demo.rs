@@ -140,6 +140,10 @@ fn per_agent(s: &StatusReply, idx: usize) -> String {
         .join(", ")
 }
 
+fn done_sum(s: &StatusReply, idx: usize) -> u64 {
+    s.agents.iter().map(|a| a.done[idx]).sum()
+}
+
 /// Runs one HSM phase and shows progress until `target(flags)` holds for all files.
 fn phase(
     stack: &Stack,
@@ -150,20 +154,32 @@ fn phase(
     target: impl Fn(u32) -> bool,
 ) -> Result<()> {
     let start = Instant::now();
+    let done_before = status(stack).map(|s| done_sum(&s, done_idx)).unwrap_or(0);
     stack.hsm(lfs_cmd, files, &[])?;
     let mut progress = Progress::new();
     let deadline = start + Duration::from_secs(600);
+    let mut all_done_at: Option<Instant> = None;
     loop {
         // Movers' counts first: sampled after the files, they would run ahead
         // of the bar.
-        let movers = status(stack)
-            .map(|s| per_agent(&s, done_idx))
+        let st = status(stack).ok();
+        let movers = st
+            .as_ref()
+            .map(|s| per_agent(s, done_idx))
             .unwrap_or_default();
+        let counted = st
+            .map_or(0, |s| done_sum(&s, done_idx))
+            .saturating_sub(done_before);
         let flags = stack.hsm_flags_many(files)?;
         let done = flags.iter().filter(|&&f| target(f)).count();
         progress.show(name, done, files.len(), &format!("done by: {movers}"));
         if done == files.len() {
-            break;
+            // The movers report their completions to coordinatoold a few
+            // milliseconds after Lustre: wait (briefly) for its counts too.
+            let at = *all_done_at.get_or_insert_with(Instant::now);
+            if counted >= files.len() as u64 || at.elapsed() > Duration::from_secs(2) {
+                break;
+            }
         }
         if Instant::now() > deadline {
             bail!(
