@@ -600,6 +600,15 @@ impl Session {
     /// worker) nothing is waited for.
     pub fn stop(&mut self, timeout: Duration) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        if sys::pid() != self.shared.pid {
+            // A forked child: the worker thread does not exist here (never
+            // touch it), and the fds are shared with the parent, whose
+            // session goes on: wake nothing there.
+            if let Some(worker) = self.worker.take() {
+                std::mem::forget(worker);
+            }
+            return;
+        }
         self.shared.wake();
         // Wake copytool threads blocked in recv or polling the ready fd
         // (they then see the stop): a token for every possible waiter.
@@ -608,11 +617,6 @@ impl Session {
         let Some(worker) = self.worker.take() else {
             return;
         };
-        if sys::pid() != self.shared.pid {
-            // The thread does not exist in this process: never touch it.
-            std::mem::forget(worker);
-            return;
-        }
         let deadline = Instant::now() + timeout;
         while !worker.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
