@@ -6,32 +6,17 @@
 
 mod common;
 
-use common::{Event, FakeDaemon, Lines, T, batch, build_copytool, item, shim_path};
-use std::process::Command;
+use common::{Event, FakeDaemon, Lines, T, batch, finish_ok, item, shimmed_copytool};
 
 #[test]
 fn c_copytool_polls_get_fd_and_receives_a_hal() {
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("testfs");
-    std::fs::create_dir_all(mnt.join(".lustre/fid")).unwrap();
-    let conf = tmp.path().join("empty.conf");
-    std::fs::write(&conf, "# test\nverbose debug\n").unwrap();
-    let (exe, lib) = build_copytool(tmp.path(), "poll_copytool");
-
     let d = FakeDaemon::start();
-    let mut child = Command::new(&exe)
-        .arg(&mnt)
+    let conf = "# test\nverbose debug\n";
+    let mut child = shimmed_copytool(tmp.path(), "poll_copytool", conf, d.port, "c-mover")
         .arg("2")
-        .env("LD_PRELOAD", shim_path())
-        .env("LD_LIBRARY_PATH", &lib)
-        .env("COORDINATOOL_CONF", &conf)
-        .env("COORDINATOOL_HOST", "127.0.0.1")
-        .env("COORDINATOOL_PORT", d.port.to_string())
-        .env("COORDINATOOL_CLIENT_ID", "c-mover")
         .env("COORDINATOOL_HAL_SIZE", "8K")
         .env("COORDINATOOL_PRELOAD_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let ev = d.wait_for("ehlo and recv from the C copytool", T, |e| {
@@ -60,14 +45,7 @@ fn c_copytool_polls_get_fd_and_receives_a_hal() {
     d.wait_for("both dones", T, |e| {
         e.iter().filter(|x| matches!(x, Event::Done(..))).count() >= 2
     });
-    let out = child.wait_with_output().unwrap();
-    let stdout = lines.rest();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let (stdout, stderr) = finish_ok(child, lines);
     let expect = [
         "register 0",
         "recv_before -11",

@@ -5,29 +5,15 @@
 
 mod common;
 
-use common::{Event, FakeDaemon, Lines, T, batch, build_copytool, item, shim_path};
-use std::process::{Child, Command, Stdio};
+use common::{Event, FakeDaemon, Lines, T, batch, finish_ok, item, shimmed_copytool};
+use std::process::{Child, Command};
 use std::time::Instant;
 
 /// Starts `signal_copytool` under the shim, talking to `d`.
 fn start(d: &FakeDaemon, tmp: &std::path::Path, restart: bool) -> Child {
-    let mnt = tmp.join("testfs");
-    std::fs::create_dir_all(mnt.join(".lustre/fid")).unwrap();
-    let conf = tmp.join("empty.conf");
-    std::fs::write(&conf, "# test\n").unwrap();
-    let (exe, lib) = build_copytool(tmp, "signal_copytool");
-    Command::new(&exe)
-        .arg(&mnt)
+    shimmed_copytool(tmp, "signal_copytool", "# test\n", d.port, "signal-mover")
         .arg("2")
         .arg(if restart { "restart" } else { "norestart" })
-        .env("LD_PRELOAD", shim_path())
-        .env("LD_LIBRARY_PATH", &lib)
-        .env("COORDINATOOL_CONF", &conf)
-        .env("COORDINATOOL_HOST", "127.0.0.1")
-        .env("COORDINATOOL_PORT", d.port.to_string())
-        .env("COORDINATOOL_CLIENT_ID", "signal-mover")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
@@ -66,14 +52,7 @@ fn signal(child: &Child) {
 }
 
 fn finish(child: Child, lines: Lines) -> String {
-    let out = child.wait_with_output().unwrap();
-    let stdout = lines.rest();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let (stdout, _) = finish_ok(child, lines);
     assert!(stdout.lines().any(|l| l == "unregister 0"), "{stdout}");
     stdout
 }

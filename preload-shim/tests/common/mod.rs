@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -394,4 +394,42 @@ impl Lines {
         self.seen.extend(self.rx.try_iter());
         self.seen.join("\n")
     }
+}
+
+/// Builds `tests/c/<name>.c` in `tmp` and makes the command that runs it
+/// under the shim: a mount `tmp/testfs` (its `.lustre/fid` made), the
+/// config file `tmp/<name>.conf` holding `conf`, the daemon on `port`, as
+/// `client_id`, stdout and stderr piped. The mount comes first in its
+/// arguments.
+pub fn shimmed_copytool(tmp: &Path, name: &str, conf: &str, port: u16, client_id: &str) -> Command {
+    let mnt = tmp.join("testfs");
+    std::fs::create_dir_all(mnt.join(".lustre/fid")).unwrap();
+    let conf_path = tmp.join(format!("{name}.conf"));
+    std::fs::write(&conf_path, conf).unwrap();
+    let (exe, lib) = build_copytool(tmp, name);
+    let mut cmd = Command::new(exe);
+    cmd.arg(&mnt)
+        .env("LD_PRELOAD", shim_path())
+        .env("LD_LIBRARY_PATH", &lib)
+        .env("COORDINATOOL_CONF", &conf_path)
+        .env("COORDINATOOL_HOST", "127.0.0.1")
+        .env("COORDINATOOL_PORT", port.to_string())
+        .env("COORDINATOOL_CLIENT_ID", client_id)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for the child, which must exit with 0; returns (its stdout lines
+/// joined, its stderr).
+pub fn finish_ok(child: Child, lines: Lines) -> (String, String) {
+    let out = child.wait_with_output().unwrap();
+    let stdout = lines.rest();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
 }
