@@ -209,20 +209,16 @@ mod tests {
             ver: 0,
         };
         Record {
-            item: WireItem {
-                action: [20, 21, 22][n as usize % 3],
+            item: WireItem::whole_file(
+                [20, 21, 22][n as usize % 3],
                 fid,
-                dfid: fid,
-                extent_offset: 0,
-                extent_length: u64::MAX,
-                cookie: 0x6000_0000 + u64::from(n),
-                gid: 0,
-                data: if n.is_multiple_of(4) {
+                0x6000_0000 + u64::from(n),
+                if n.is_multiple_of(4) {
                     b"tag=x".to_vec()
                 } else {
                     Vec::new()
                 },
-            },
+            ),
             archive_id: 1 + n % 2,
             flags: 0,
             received_at_ms: 1_700_000_000_000 + u64::from(n / 100),

@@ -1920,16 +1920,7 @@ mod tests {
     }
 
     fn item(action: u32, n: u32) -> WireItem {
-        WireItem {
-            action,
-            fid: fid(n),
-            dfid: fid(n),
-            extent_offset: 0,
-            extent_length: u64::MAX,
-            cookie: u64::from(n) + 100,
-            gid: 0,
-            data: Vec::new(),
-        }
+        WireItem::whole_file(action, fid(n), u64::from(n) + 100, Vec::new())
     }
 
     fn rec(action: u32, n: u32, archive_id: u32) -> Record {

@@ -796,16 +796,7 @@ mod tests {
             ver: 0,
         };
         Record {
-            item: WireItem {
-                action: 20,
-                fid,
-                dfid: fid,
-                extent_offset: 0,
-                extent_length: u64::MAX,
-                cookie: u64::from(n) * 3 + 7,
-                gid: 0,
-                data: vec![0, 1, 2, n as u8],
-            },
+            item: WireItem::whole_file(20, fid, u64::from(n) * 3 + 7, vec![0, 1, 2, n as u8]),
             archive_id: 3,
             flags: 0,
             received_at_ms: u64::from(n),

@@ -371,16 +371,7 @@ mod tests {
 
     fn req(data: &[u8]) -> RequestInfo {
         RequestInfo {
-            item: WireItem {
-                action: 21,
-                fid: fid(1),
-                dfid: fid(1),
-                extent_offset: 0,
-                extent_length: u64::MAX,
-                cookie: 0x617d23ef,
-                gid: 0,
-                data: data.to_vec(),
-            },
+            item: WireItem::whole_file(21, fid(1), 0x617d23ef, data.to_vec()),
             archive_id: 2,
             flags: 0,
             state: RequestState::Running,

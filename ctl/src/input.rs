@@ -303,16 +303,12 @@ pub fn items_from_args(
         out.push((
             i + 1,
             QueueItem {
-                item: WireItem {
-                    action: action.as_u32(),
-                    fid: fid.into(),
-                    dfid: fid.into(),
-                    extent_offset: 0,
-                    extent_length: u64::MAX,
+                item: WireItem::whole_file(
+                    action.as_u32(),
+                    fid.into(),
                     cookie,
-                    gid: 0,
-                    data: data.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
-                },
+                    data.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
+                ),
                 archive_id,
                 flags,
             },

@@ -1079,16 +1079,7 @@ pub(crate) mod tests_support {
             oid,
             ver: 0,
         };
-        WireItem {
-            action,
-            fid,
-            dfid: fid,
-            extent_offset: 0,
-            extent_length: u64::MAX,
-            cookie,
-            gid: 0,
-            data: data.to_vec(),
-        }
+        WireItem::whole_file(action, fid, cookie, data.to_vec())
     }
 }
 

@@ -537,6 +537,21 @@ pub struct WireItem {
 }
 
 impl WireItem {
+    /// A request for a whole file, as `lfs hsm_archive` and its siblings
+    /// make them: extent 0 to the end, `dfid` = `fid`, gid 0.
+    pub fn whole_file(action: u32, fid: WireFid, cookie: u64, data: Vec<u8>) -> WireItem {
+        WireItem {
+            action,
+            fid,
+            dfid: fid,
+            extent_offset: 0,
+            extent_length: u64::MAX,
+            cookie,
+            gid: 0,
+            data,
+        }
+    }
+
     /// The action as a typed value.
     pub fn hsm_action(&self) -> HsmAction {
         HsmAction::from_u32(self.action)
@@ -597,24 +612,22 @@ mod tests {
     use proptest::prelude::*;
 
     fn item(data: Vec<u8>) -> WireItem {
-        WireItem {
-            action: 20,
-            fid: WireFid {
-                seq: 0x200000401,
-                oid: 1,
-                ver: 0,
-            },
-            dfid: WireFid {
-                seq: 0x200000401,
-                oid: 1,
-                ver: 0,
-            },
-            extent_offset: 0,
-            extent_length: u64::MAX,
-            cookie: 0x617d23ef,
-            gid: 0,
-            data,
-        }
+        let fid = WireFid {
+            seq: 0x200000401,
+            oid: 1,
+            ver: 0,
+        };
+        WireItem::whole_file(20, fid, 0x617d23ef, data)
+    }
+
+    #[test]
+    fn a_whole_file_item_spans_the_file_with_dfid_fid() {
+        let it = item(b"x".to_vec());
+        assert_eq!((it.action, it.cookie, it.gid), (20, 0x617d23ef, 0));
+        assert_eq!(it.dfid, it.fid);
+        assert_eq!((it.extent_offset, it.extent_length), (0, u64::MAX));
+        assert_eq!(it.data, b"x");
+        assert_eq!(it.hsm_action(), HsmAction::Archive);
     }
 
     fn round_trip<T>(v: &T) -> T

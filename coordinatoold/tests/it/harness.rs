@@ -260,16 +260,7 @@ pub fn archive_item(oid: u32, cookie: u64) -> WireItem {
         oid,
         ver: 0,
     };
-    WireItem {
-        action: HsmAction::Archive.as_u32(),
-        fid,
-        dfid: fid,
-        extent_offset: 0,
-        extent_length: u64::MAX,
-        cookie,
-        gid: 0,
-        data: vec![],
-    }
+    WireItem::whole_file(HsmAction::Archive.as_u32(), fid, cookie, Vec::new())
 }
 
 pub fn waiting(s: &StatusReply, action: &str) -> u64 {

@@ -257,16 +257,7 @@ pub fn item(action: u32, cookie: u64, oid: u32) -> WireItem {
         oid,
         ver: 0,
     };
-    WireItem {
-        action,
-        fid,
-        dfid: fid,
-        extent_offset: 0,
-        extent_length: u64::MAX,
-        cookie,
-        gid: 0,
-        data: format!("data-{cookie}").into_bytes(),
-    }
+    WireItem::whole_file(action, fid, cookie, format!("data-{cookie}").into_bytes())
 }
 
 pub fn batch(archive_id: u32, items: Vec<WireItem>) -> Batch {

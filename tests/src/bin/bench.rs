@@ -1044,16 +1044,7 @@ fn bench_record(i: u64, cookie_base: u64, now_ms: u64) -> Record {
         ver: 0,
     };
     Record {
-        item: WireItem {
-            action: 20,
-            fid,
-            dfid: fid,
-            extent_offset: 0,
-            extent_length: u64::MAX,
-            cookie: cookie_base + i,
-            gid: 0,
-            data: Vec::new(),
-        },
+        item: WireItem::whole_file(20, fid, cookie_base + i, Vec::new()),
         archive_id: (i % 4) as u32 + 1,
         flags: 0,
         received_at_ms: now_ms,
@@ -1321,16 +1312,7 @@ fn sched_record(i: u64, now: u64) -> Record {
         ver: 0,
     };
     Record {
-        item: WireItem {
-            action,
-            fid,
-            dfid: fid,
-            extent_offset: 0,
-            extent_length: u64::MAX,
-            cookie: 0x6000_0000 + i,
-            gid: 0,
-            data: Vec::new(),
-        },
+        item: WireItem::whole_file(action, fid, 0x6000_0000 + i, Vec::new()),
         archive_id: (i % 8) as u32 + 1,
         flags: (i / 8) % 2,
         received_at_ms: now,

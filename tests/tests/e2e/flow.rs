@@ -41,7 +41,14 @@ fn normal_flow_across_two_agents() {
         "archive folder not empty"
     );
 
-    let st = status(&s).unwrap();
+    // The shim reports completions to coordinatoold a few milliseconds after
+    // Lustre has them: wait for its counts to settle.
+    let st = coordinatool_tests::wait_until("coordinatoold to count 900 done", T, || {
+        let st = status(&s)?;
+        let done: u64 = st.agents.iter().map(|a| a.done.iter().sum::<u64>()).sum();
+        Ok((done == 900).then_some(st))
+    })
+    .unwrap();
     for a in &st.agents {
         assert!(
             a.done[0] > 0,
