@@ -111,7 +111,7 @@ fn copytool_lifecycle_against_mock() {
             .unwrap()
     );
     let hal = hal_bytes(0x42);
-    std::fs::write(m.join("hal.0"), &hal).unwrap();
+    publish(&m.join("hal.0"), &hal);
     let got = ct.recv().unwrap();
     assert_eq!(got, hal);
     let list = ActionList::decode(&got).unwrap();
@@ -187,6 +187,15 @@ fn copytool_lifecycle_against_mock() {
     assert_eq!(read_text(&m.join("unregistered.0")), "1");
 }
 
+/// Makes a file for the mock's `recv` appear whole: the mock opens `hal.N`
+/// as soon as it exists, so a plain write could be read while still empty.
+fn publish(path: &std::path::Path, bytes: &[u8]) {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 #[test]
 fn begin_from_another_thread_while_blocked_in_recv() {
     let llapi = Llapi::load(Some(mock_lib())).unwrap();
@@ -209,7 +218,7 @@ fn begin_from_another_thread_while_blocked_in_recv() {
     action.end(Extent::new(0, 3), 0, 0).unwrap();
     assert_eq!(read_text(&m.join("end.99")), "0 3 0 0");
 
-    std::fs::write(m.join("hal.0"), hal_bytes(1)).unwrap();
+    publish(&m.join("hal.0"), &hal_bytes(1));
     std::fs::write(m.join("shutdown"), b"").unwrap();
     let (first, second) = receiver.join().unwrap();
     assert_eq!(first.unwrap(), hal_bytes(1));
